@@ -1,0 +1,1 @@
+"""charjax's desktop app (installed as `charjax.apps`)."""

@@ -1,0 +1,179 @@
+"""The one on-disk dataset format that every source prepares into.
+
+A cache is a directory:
+
+    images.npy   uint8 [N, H, W]   preprocessed (ink bright on black), see charjax.preprocess
+    labels.npy   int32 [N]         class index in charjax.labels.CLASSES order
+    groups.npy   int32 [N]         font face / writer id, so splits can keep a group together
+    splits.npy   uint8 [N]         index into SPLITS (0 train, 1 val, 2 test)
+    meta.json    source, classes, image size, preprocessing spec, counts, group names, version
+
+It is written into a hidden temporary sibling and renamed into place only when complete, so a
+directory at the final path is always whole; a killed build leaves only a `.NAME.tmp-*`
+directory that nothing loads. Arrays are read memory-mapped and never unpickled.
+"""
+
+import datetime
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from charjax.errors import CharjaxError
+from charjax.labels import CLASSES
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+_ARRAYS = {"images": np.uint8, "labels": np.int32, "groups": np.int32, "splits": np.uint8}
+
+
+@dataclass(frozen=True)
+class Cache:
+    """A loaded dataset cache. Arrays are memory-mapped (read-only)."""
+
+    path: Path
+    meta: dict[str, Any]
+    images: np.ndarray  # uint8 [N, H, W]
+    labels: np.ndarray  # int32 [N]
+    groups: np.ndarray  # int32 [N]
+    splits: np.ndarray  # uint8 [N]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[1])
+
+    def indices(self, split: str) -> np.ndarray:
+        """Example indices of one split ("train", "val", "test") or "all"."""
+        if split == "all":
+            return np.arange(len(self))
+        if split not in SPLITS:
+            raise CharjaxError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}, all")
+        return np.flatnonzero(self.splits == SPLITS.index(split))
+
+    def arrays(self, split: str) -> dict[str, np.ndarray]:
+        """The images and labels of one split, loaded into memory."""
+        idx = self.indices(split)
+        return {"image": np.asarray(self.images[idx]), "label": np.asarray(self.labels[idx])}
+
+
+def _json_default(o):
+    if isinstance(o, np.integer | np.floating):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Writes JSON to a temp file in the same directory, then renames it into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    os.replace(tmp, path)
+
+
+def write_cache(
+    path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    splits: np.ndarray,
+    meta: dict[str, Any],
+) -> Path:
+    """Writes a complete cache atomically and returns its path.
+
+    Args:
+      path: the final directory. An existing cache there is replaced only once the new one is
+        complete.
+      images, labels, groups, splits: see the module docstring for dtypes and shapes.
+      meta: at least "source" and "preprocess" (a PreprocessSpec dict); counts, classes, image
+        size and the format version are filled in here.
+    """
+    path = Path(path)
+    n = len(labels)
+    if images.ndim != 3 or images.shape[0] != n or images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must be [N, S, S] with N={n}, got {images.shape}")
+    if not (len(groups) == len(splits) == n):
+        raise ValueError("labels, groups and splits must have one entry per image")
+    meta = dict(meta)
+    meta.update(
+        format_version=FORMAT_VERSION,
+        classes=CLASSES,
+        image_size=int(images.shape[1]),
+        num_examples=int(n),
+        counts={s: int((np.asarray(splits) == i).sum()) for i, s in enumerate(SPLITS)},
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        arrays = dict(images=images, labels=labels, groups=groups, splits=splits)
+        for name, dtype in _ARRAYS.items():
+            np.save(tmp / f"{name}.npy", np.ascontiguousarray(arrays[name], dtype=dtype))
+        # meta.json last: its presence inside the renamed directory is the completion mark.
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def is_cache(path) -> bool:
+    """True when `path` holds a complete cache of this format version."""
+    try:
+        meta = json.loads((Path(path) / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return meta.get("format_version") == FORMAT_VERSION
+
+
+def load_cache(path) -> Cache:
+    """Opens a cache for reading, or raises CharjaxError saying what is wrong with it."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CharjaxError(f"no dataset at {path} (not a directory)")
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise CharjaxError(
+            f"{path} is not a complete charjax dataset (no meta.json); "
+            "prepare it again with `charjax data ...`"
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as e:
+        raise CharjaxError(f"{meta_path} is corrupt ({e}); prepare the dataset again") from None
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CharjaxError(
+            f"{path} has dataset format version {version}, this charjax reads version "
+            f"{FORMAT_VERSION}; prepare the dataset again"
+        )
+    arrays = {}
+    for name, dtype in _ARRAYS.items():
+        try:
+            arr = np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise CharjaxError(f"{path / (name + '.npy')} is missing or corrupt: {e}") from None
+        if arr.dtype != dtype:
+            raise CharjaxError(f"{path / (name + '.npy')} has dtype {arr.dtype}, expected {dtype}")
+        arrays[name] = arr
+    n = meta.get("num_examples")
+    if any(a.shape[0] != n for a in arrays.values()) or arrays["images"].ndim != 3:
+        raise CharjaxError(f"{path} is inconsistent (array lengths differ from meta.json)")
+    return Cache(path=path, meta=meta, **arrays)

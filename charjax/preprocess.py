@@ -1,0 +1,209 @@
+"""The one preprocessing function: any character image -> the array a model sees.
+
+Dataset preparation (every source), `predict`, evaluation on image folders and the GUI all
+call `preprocess`, and the `PreprocessSpec` it used is stored in the dataset cache and in every
+checkpoint, so a model always sees the kind of image it was trained on.
+
+The output convention is **ink bright on a black background** (uint8, ink near 255). That
+makes zero the natural fill value for padding and for the affine warps in augmentation, and
+makes grey dilation thicken strokes.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from charjax.errors import CharjaxError
+
+POLARITIES = ("auto", "dark-on-light", "light-on-dark")
+
+# Ink weaker than this (on a 0-1 scale, after background removal) means "nothing drawn".
+_BLANK_CONTRAST = 0.04
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How an image becomes model input. Stored as JSON in caches and checkpoints.
+
+    Attributes:
+      size: output side in pixels (square).
+      margin: empty border around the ink, as a fraction of the output side.
+      polarity: "auto" detects whether ink is darker or lighter than the background from the
+        image border; the other two values force it.
+      crop: crop to the ink's bounding box (keeps aspect, pads to a square) before resizing.
+      threshold: a pixel counts as ink for the crop box above this fraction of the ink range.
+    """
+
+    size: int = 32
+    margin: float = 0.08
+    polarity: str = "auto"
+    crop: bool = True
+    threshold: float = 0.2
+
+    def __post_init__(self):
+        if not 8 <= self.size <= 512:
+            raise CharjaxError(f"image size must be between 8 and 512 pixels, got {self.size}")
+        if not 0.0 <= self.margin < 0.45:
+            raise CharjaxError(f"margin must be in [0, 0.45), got {self.margin}")
+        if self.polarity not in POLARITIES:
+            raise CharjaxError(
+                f"unknown polarity {self.polarity!r}; choose one of {', '.join(POLARITIES)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise CharjaxError(f"unknown preprocessing fields {sorted(unknown)}; upgrade charjax?")
+        return cls(**d)
+
+
+def to_grey(image) -> np.ndarray:
+    """Any PIL image or array -> float32 [H, W] in [0, 1] (1 = white).
+
+    Transparent images are composited on white, as a viewer would show them. 16-bit images are
+    scaled by their bit depth, not their content, so a faint scan stays faint.
+    """
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 3 and arr.shape[-1] in (1, 3, 4):
+            if arr.shape[-1] == 1:
+                arr = arr[..., 0]
+            else:
+                image = Image.fromarray(_to_uint8(arr))
+                return to_grey(image)
+        if arr.ndim != 2:
+            raise CharjaxError(f"expected a 2-D image (or H x W x C), got shape {arr.shape}")
+        if arr.dtype == np.uint8:
+            return arr.astype(np.float32) / 255.0
+        if arr.dtype == np.uint16:
+            return arr.astype(np.float32) / 65535.0
+        if arr.dtype == bool:
+            return arr.astype(np.float32)
+        arr = arr.astype(np.float32)
+        return np.clip(arr, 0.0, 1.0) if arr.max(initial=0) <= 1.0 else arr / 255.0
+    if not isinstance(image, Image.Image):
+        raise CharjaxError(f"cannot preprocess an object of type {type(image).__name__}")
+
+    mode = image.mode
+    if mode == "P":
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, image.convert("RGBA"))
+        mode = "RGBA"
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(image, dtype=np.float32) / 65535.0
+    if mode == "I":
+        arr = np.asarray(image, dtype=np.float32)
+        scale = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        return np.clip(arr / scale, 0.0, 1.0)
+    if mode == "F":
+        arr = np.asarray(image, dtype=np.float32)
+        return np.clip(arr if arr.max(initial=0) <= 1.0 else arr / 255.0, 0.0, 1.0)
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    arr = arr.astype(np.float32)
+    if arr.max(initial=0) <= 1.0:
+        arr = arr * 255.0
+    return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+
+
+def ink_map(grey: np.ndarray, polarity: str = "auto") -> np.ndarray:
+    """Grey [H, W] in [0, 1] -> ink strength [H, W] in [0, 1] on a zero background.
+
+    The background level is the median of the image border. With polarity "auto", the ink is
+    whichever extreme (dark or light) lies farther from that background, so dark ink on paper,
+    chalk on a board and a photo of a grey sign all come out the same way round.
+    """
+    h, w = grey.shape
+    ring = max(1, min(h, w) // 16)
+    border = np.concatenate(
+        [grey[:ring].ravel(), grey[-ring:].ravel(), grey[:, :ring].ravel(), grey[:, -ring:].ravel()]
+    )
+    background = float(np.median(border))
+    if polarity == "auto":
+        lo, hi = np.percentile(grey, [1.0, 99.0])
+        dark_ink = (background - lo) >= (hi - background)
+    else:
+        dark_ink = polarity == "dark-on-light"
+    ink = (background - grey) if dark_ink else (grey - background)
+    ink = np.clip(ink, 0.0, None)
+    # Normalise contrast by a robust maximum so faint pencil and bold marker look alike.
+    peak = float(np.percentile(ink, 99.5)) if ink.size > 400 else float(ink.max(initial=0))
+    peak = max(peak, float(ink.max(initial=0)) * 0.5)
+    if peak < _BLANK_CONTRAST:
+        return np.zeros_like(grey)
+    return np.clip(ink / peak, 0.0, 1.0)
+
+
+def preprocess(image, spec: PreprocessSpec = PreprocessSpec()) -> np.ndarray:
+    """Turns one character image into model input.
+
+    Args:
+      image: a PIL image of any mode (L, RGB, RGBA, P, 1, I;16, ...) and size, or a numpy
+        array [H, W] / [H, W, C] (uint8 0-255, uint16, or float 0-1).
+      spec: the preprocessing parameters (the ones recorded with the data or checkpoint).
+
+    Returns:
+      uint8 [spec.size, spec.size], ink bright (up to 255) on black. A blank image gives zeros.
+    """
+    ink = ink_map(to_grey(image), spec.polarity)
+    if spec.crop:
+        rows = np.flatnonzero((ink > spec.threshold).any(axis=1))
+        cols = np.flatnonzero((ink > spec.threshold).any(axis=0))
+        if rows.size == 0:
+            return np.zeros((spec.size, spec.size), np.uint8)
+        ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    # Pad to a square (keeping aspect) with the margin around the longer side.
+    h, w = ink.shape
+    side = int(np.ceil(max(h, w) / (1.0 - 2.0 * spec.margin)))
+    canvas = np.zeros((side, side), np.float32)
+    top, left = (side - h) // 2, (side - w) // 2
+    canvas[top : top + h, left : left + w] = ink
+    # Bilinear in float mode: antialiased when shrinking, no ringing, no 8-bit rounding
+    # until the very end.
+    resized = Image.fromarray(canvas, mode="F").resize(
+        (spec.size, spec.size), Image.Resampling.BILINEAR
+    )
+    return np.clip(np.rint(np.asarray(resized) * 255.0), 0, 255).astype(np.uint8)
+
+
+def preprocess_many(images, spec: PreprocessSpec = PreprocessSpec()) -> np.ndarray:
+    """`preprocess` over a sequence: uint8 [N, size, size]."""
+    out = np.zeros((len(images), spec.size, spec.size), np.uint8)
+    for i, image in enumerate(images):
+        out[i] = preprocess(image, spec)
+    return out
+
+
+def load_image(path) -> Image.Image:
+    """Opens an image file fully (so a truncated file fails here, with its name)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy() if im.mode != "P" else im.convert("RGBA")
+    except FileNotFoundError:
+        raise CharjaxError(f"no such image file: {path}") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise CharjaxError(f"cannot read image {path}: {e}") from None
+
+
+def model_input(images):
+    """uint8 [B, H, W] -> float32 [B, H, W, 1] in [0, 1]; works on numpy and jax arrays.
+
+    Batches travel to devices as uint8 (4x less to copy) and become floats here, on device.
+    """
+    return images.astype("float32")[..., None] / 255.0
