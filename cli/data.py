@@ -1,0 +1,219 @@
+"""`charjax data`: prepare datasets (fonts, image folders) and look at them."""
+
+from pathlib import Path
+
+import click
+
+from charjax.data.cache import is_cache, load_cache
+from charjax.data.folder import FolderOptions, build_folder_dataset
+from charjax.data.fonts import FontOptions, build_font_dataset
+from charjax.data.sheet import contact_sheet, describe, save_png
+from charjax.errors import CharjaxError
+
+F, G = FontOptions(), FolderOptions()  # defaults shown in --help come from the options
+
+
+def _check_out(out: str) -> Path:
+    """Refuses to replace a folder that is not a dataset (writing replaces `out` whole)."""
+    path = Path(out)
+    if path.is_file():
+        raise CharjaxError(f"--out {path} is a file; give a folder for the dataset")
+    if path.is_dir() and any(path.iterdir()) and not is_cache(path):
+        raise CharjaxError(
+            f"--out {path} is a non-empty folder that is not a charjax dataset; "
+            "refusing to replace it (choose a new folder)"
+        )
+    return path
+
+
+@click.group()
+def data():
+    """Prepare datasets and look at them.
+
+    \b
+    Every source prepares into the same cache format (a folder of .npy arrays and meta.json)
+    that `charjax train --data DIR` reads:
+      charjax data fonts --out data/fonts             glyphs from this machine's fonts
+      charjax data folder my_chars/ --out data/mine   your own images
+      charjax data info data/fonts --sheet fonts.png  counts and a contact sheet
+    """
+
+
+@data.command()
+@click.option("--out", required=True, type=click.Path(), help="Dataset folder to write.")
+@click.option("--size", default=F.size, show_default=True, type=int, help="Image side in pixels.")
+@click.option(
+    "--fonts",
+    "font_paths",
+    multiple=True,
+    type=click.Path(),
+    help="Extra font file or folder (repeatable); folders are searched recursively.",
+)
+@click.option(
+    "--system-fonts/--no-system-fonts",
+    default=F.system_fonts,
+    show_default=True,
+    help="Also use the fonts installed in the usual folders of Linux, macOS, Windows.",
+)
+@click.option(
+    "--variants",
+    default=F.variants,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Renderings per glyph: the plain one, then slight changes of size, stroke "
+    "weight and position.",
+)
+@click.option(
+    "--seed",
+    default=F.seed,
+    show_default=True,
+    type=int,
+    help="Seeds the variants (the split depends on font names only).",
+)
+@click.option(
+    "--workers",
+    default=F.workers,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Processes for checking and drawing (0: one per CPU for large font sets).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    show_default=True,
+    help="Show progress bars on stderr.",
+)
+def fonts(out, progress, **options):
+    """Render 0-9, A-Z, a-z from the fonts on this machine into a dataset.
+
+    \b
+    Example:
+      charjax data fonts --out data/fonts
+      charjax data fonts --out data/fonts64 --size 64 --fonts ~/my_fonts --variants 8
+
+    Fonts come from the system font folders, --fonts and $CHARJAX_FONTS (paths separated by
+    the OS path separator). .ttf, .otf, .ttc/.otc (every face), .pfb/.t1, .woff and .woff2
+    are read. Kept are faces with real glyphs for all 62 characters; rejected are symbol
+    fonts, caps-only or small-caps faces, and duplicates of an accepted face. Faces are split
+    into train/val/test by family (about 80/10/10), so test fonts are unseen families; with
+    fewer than 3 families the split is by face, and the summary says so. More fonts make a
+    better model: on Debian/Ubuntu, `apt install fonts-noto-core fonts-liberation2
+    fonts-urw-base35 fonts-freefont-ttf` and similar packages add hundreds of faces.
+    """
+    out_path = _check_out(out)
+    opts = FontOptions(**{**options, "font_paths": tuple(options["font_paths"])})
+    path, report = build_font_dataset(out_path, opts, progress=progress)
+    click.echo(report.summary())
+    click.echo(
+        f"wrote {report.num_examples} images ({len(report.accepted)} faces x 62 "
+        f"characters x {opts.variants} variant{'s' if opts.variants > 1 else ''}) to {path} "
+        f"in {report.seconds:.1f} s"
+    )
+
+
+@data.command()
+@click.argument("path", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="Dataset folder to write.")
+@click.option("--size", default=G.size, show_default=True, type=int, help="Image side in pixels.")
+@click.option(
+    "--val-fraction",
+    default=G.val_fraction,
+    show_default=True,
+    type=float,
+    help="Share of each class's images held out for validation.",
+)
+@click.option(
+    "--test-fraction",
+    default=G.test_fraction,
+    show_default=True,
+    type=float,
+    help="Share of each class's images held out for testing.",
+)
+@click.option("--seed", default=G.seed, show_default=True, type=int, help="Seeds the random split.")
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    show_default=True,
+    help="Show a progress bar on stderr.",
+)
+def folder(path, out, progress, **options):
+    """Turn your own character images into a dataset.
+
+    \b
+    PATH is a folder of class folders, or a CSV manifest:
+      my_chars/Sample001/...  ..  my_chars/Sample062/...   (Chars74K naming; class i is
+                               Sample{i+1:03d} in the order 0-9, A-Z, a-z; digits may also
+                               be folders 0 .. 9; files may be in nested folders)
+      my_chars/manifest.csv    or any file.csv: lines `path,label` (label one character,
+                               paths relative to the CSV; a header line is optional)
+
+    \b
+    Letters cannot name class folders: on macOS and Windows `a` and `A` are the same folder.
+    Files that are not readable images are skipped and listed. Each class is split at random.
+
+    \b
+    Example:
+      charjax data folder my_chars/ --out data/mine
+      charjax data folder labels.csv --out data/mine --val-fraction 0.2 --test-fraction 0
+    """
+    out_path = _check_out(out)
+    result, report = build_folder_dataset(
+        path, out_path, FolderOptions(**options), progress=progress
+    )
+    click.echo(report.summary())
+    click.echo(f"wrote {report.used} images to {result}")
+
+
+@data.command()
+@click.argument("dataset", type=click.Path())
+@click.option(
+    "--sheet",
+    type=click.Path(dir_okay=False),
+    help="Write a contact sheet PNG of samples per class.",
+)
+@click.option(
+    "--augmented",
+    is_flag=True,
+    help="On the sheet, show each sample after training augmentation beside it.",
+)
+@click.option(
+    "--per-class",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 32),
+    help="Samples per class on the sheet.",
+)
+@click.option(
+    "--split",
+    default="all",
+    show_default=True,
+    type=click.Choice(["train", "val", "test", "all"]),
+    help="Which split the sheet's samples come from.",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Chooses the samples (and the augmentation).",
+)
+def info(dataset, sheet, augmented, per_class, split, seed):
+    """Show what a prepared dataset holds; optionally draw a contact sheet.
+
+    \b
+    Example:
+      charjax data info data/fonts
+      charjax data info data/fonts --sheet fonts.png --augmented --per-class 6
+    """
+    if augmented and not sheet:
+        raise click.UsageError("--augmented draws on the contact sheet; add --sheet FILE.png")
+    if sheet and Path(sheet).suffix.lower() != ".png":
+        raise CharjaxError(f"--sheet {sheet}: the contact sheet is a PNG; name it *.png")
+    cache = load_cache(dataset)
+    click.echo(describe(cache))
+    if sheet:
+        image = contact_sheet(
+            cache, per_class=per_class, split=split, augmented=augmented, seed=seed
+        )
+        written = save_png(image, sheet)
+        click.echo(f"sheet       {written} ({image.width}x{image.height})")
