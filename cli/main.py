@@ -4,6 +4,7 @@ import sys
 
 import click
 
+from charjax.cli.data import data
 from charjax.errors import CharjaxError
 
 
@@ -18,6 +19,9 @@ def cli():
                  charjax predict --checkpoint runs/NAME image.png
     Every command has --help.
     """
+
+
+cli.add_command(data)
 
 
 def main(argv=None) -> None:
