@@ -19,6 +19,10 @@ from charjax.data.cache import SPLITS
 _FRACTIONS = (0.8, 0.1, 0.1)
 
 
+def _first(names: list[str], n: int = 4) -> str:
+    return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
+
+
 def _unit_hash(name: str) -> float:
     """A stable number in [0, 1) for a name (Python's hash() is salted per process)."""
     digest = hashlib.sha256(b"charjax-split:" + name.encode()).digest()
@@ -78,10 +82,12 @@ class SplitPlan:
         for k, split in enumerate(SPLITS):
             fams = self.families_in(split)
             faces = [n for n, s in zip(self.names, self.face_splits, strict=True) if s == k]
-            # By family, the families say it all; by face, name the faces held out.
-            shown = fams if self.by == "family" or split == "train" else faces
-            listed = ", ".join(shown[:4]) + (", ..." if len(shown) > 4 else "")
-            lines.append(f"  {split}: {len(faces)} faces, {len(fams)} families ({listed})")
+            if self.by == "family":
+                lines.append(
+                    f"  {split}: {len(fams)} families, {len(faces)} faces ({_first(fams)})"
+                )
+            else:
+                lines.append(f"  {split}: {len(faces)} faces ({_first(faces)})")
         return lines
 
 
@@ -106,7 +112,7 @@ def split_faces(families: Sequence[str], names: Sequence[str], seed: int = 0) ->
         return SplitPlan("family", by_family, families, names)
 
     why = f"only {len(unique)} font families" + (
-        "" if len(unique) < 3 else " and hashing left a split without one"
+        "" if len(unique) < 3 else ", and hashing them left a split empty"
     )
     if len(names) < 3:
         note = (

@@ -189,7 +189,10 @@ def _check_file(path: str) -> list[FontFace] | str:
         except (OSError, ValueError) as e:
             return faces or f"{Path(path).name} ({e})"
         family, style = font.getname()
-        check = font_filter.check_face(font_render.check_renderer(font))
+        try:
+            check = font_filter.check_face(font_render.check_renderer(font))
+        except (OSError, ValueError) as e:  # FreeType can fail on one broken glyph
+            check = font_filter.FaceCheck(font_filter.UNREADABLE, str(e))
         faces.append(FontFace(path, len(faces), family or Path(path).stem, style or "", check))
 
 
@@ -255,7 +258,10 @@ def select_faces(
     for i in order:
         dup = outlines.find(usable[i].check.signature)
         if dup is not None:
-            report.reject(font_filter.DUPLICATE, f"{usable[i].name} (= {kept_order[dup].name})")
+            face, same = usable[i], kept_order[dup]
+            # The same face in two formats (.otf and .t1) is told apart by its file name.
+            other = same.name if same.name != face.name else Path(same.path).name
+            report.reject(font_filter.DUPLICATE, f"{face.name} (= {other})")
             continue
         outlines.add(usable[i].check.signature)
         kept_order.append(usable[i])
