@@ -40,7 +40,7 @@ def describe(cache: Cache) -> str:
     groups = meta.get("group_names", [])
     lines = [
         f"dataset     {cache.path}",
-        f"source      {meta.get('source', '?')} ({len(groups)} groups"
+        f"source      {meta.get('source', '?')} ({len(groups)} group{'s' * (len(groups) != 1)}"
         + "".join(f", {d}" for d in details)
         + ")",
         f"images      {len(cache)} x {cache.image_size}x{cache.image_size} uint8, "
