@@ -22,7 +22,20 @@ _INDEX = {c: i for i, c in enumerate(CLASSES)}
 # same picture), plus the digit/letter look-alikes. The GUI groups these so a user sees why
 # both appear in the top-5.
 LOOKALIKE_GROUPS: tuple[str, ...] = (
-    "0Oo", "1Il", "Cc", "Kk", "Pp", "Ss5", "Uu", "Vv", "Ww", "Xx", "Yy", "Zz2", "Jj", "Mm",
+    "0Oo",
+    "1Il",
+    "Cc",
+    "Kk",
+    "Pp",
+    "Ss5",
+    "Uu",
+    "Vv",
+    "Ww",
+    "Xx",
+    "Yy",
+    "Zz2",
+    "Jj",
+    "Mm",
 )
 
 

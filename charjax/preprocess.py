@@ -175,9 +175,7 @@ def preprocess(image, spec: PreprocessSpec = PreprocessSpec()) -> np.ndarray:
     canvas[top : top + h, left : left + w] = ink
     # Bilinear in float mode: antialiased when shrinking, no ringing, no 8-bit rounding
     # until the very end.
-    resized = Image.fromarray(canvas, mode="F").resize(
-        (spec.size, spec.size), Image.Resampling.BILINEAR
-    )
+    resized = Image.fromarray(canvas).resize((spec.size, spec.size), Image.Resampling.BILINEAR)
     return np.clip(np.rint(np.asarray(resized) * 255.0), 0, 255).astype(np.uint8)
 
 

@@ -5,6 +5,10 @@ import sys
 import click
 
 from charjax.cli.data import data
+from charjax.cli.evaluate import evaluate
+from charjax.cli.models import models
+from charjax.cli.predict import predict
+from charjax.cli.train import train
 from charjax.errors import CharjaxError
 
 
@@ -22,6 +26,10 @@ def cli():
 
 
 cli.add_command(data)
+cli.add_command(train)
+cli.add_command(evaluate)
+cli.add_command(predict)
+cli.add_command(models)
 
 
 def main(argv=None) -> None:

@@ -98,6 +98,8 @@ def write_cache(
         size and the format version are filled in here.
     """
     path = Path(path)
+    if path.exists() and not is_cache(path) and (not path.is_dir() or any(path.iterdir())):
+        raise CharjaxError(f"{path} exists and is not a charjax dataset; refusing to replace it")
     n = len(labels)
     if images.ndim != 3 or images.shape[0] != n or images.shape[1] != images.shape[2]:
         raise ValueError(f"images must be [N, S, S] with N={n}, got {images.shape}")

@@ -1,0 +1,103 @@
+"""The training configuration: every default in one place.
+
+`charjax train` builds a `TrainConfig` from its options; the config is stored as JSON in the
+workdir and in every checkpoint, so a run can be resumed, evaluated and used for prediction
+without repeating its options.
+
+    charjax train --arch resnet-small --workdir runs/resnet
+"""
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from charjax.errors import CharjaxError
+
+SCHEDULES = ("cosine", "constant")
+
+# Options that may change when a run is resumed: they affect bookkeeping, not the result.
+RESUMABLE_CHANGES = frozenset({"eval_every", "checkpoint_every", "log_every", "data_dir"})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run.
+
+    Attributes:
+      arch: model name from the registry (`charjax models` lists them).
+      data: "fonts" (the offline font dataset, built on first use) or a prepared cache path.
+      data_dir: where "fonts" is built/cached; None means the user's cache folder.
+      image_size: side of the square model input, in pixels.
+      batch_size: global batch size (split over all devices).
+      epochs: training length in passes over the train split (ignored when `steps` is set).
+      steps: training length in optimizer steps; overrides `epochs`.
+      lr: peak learning rate of AdamW.
+      schedule: "cosine" (linear warmup, then cosine decay to 1% of lr) or "constant".
+      warmup: fraction of the steps spent warming up.
+      weight_decay: decoupled (AdamW) weight decay on kernels; biases and norms are exempt.
+      label_smoothing: mass spread over the other classes in the target distribution.
+      augment: strength of on-device augmentation (0 disables it).
+      seed: seeds init, data order, augmentation and dropout.
+      eval_every: evaluate on the val split every N steps (0: only at the end).
+      checkpoint_every: save the latest checkpoint every N steps (and always at the end).
+      log_every: append training metrics to metrics.jsonl every N steps.
+    """
+
+    arch: str = "resnet-small"
+    data: str = "fonts"
+    data_dir: str | None = None
+    image_size: int = 32
+    batch_size: int = 128
+    epochs: float = 15.0
+    steps: int | None = None
+    lr: float = 3e-3
+    schedule: str = "cosine"
+    warmup: float = 0.05
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    augment: float = 1.0
+    seed: int = 0
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    log_every: int = 20
+
+    def __post_init__(self):
+        checks = [
+            (self.batch_size > 0, f"batch size must be positive, got {self.batch_size}"),
+            (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
+            (self.steps is None or self.steps > 0, f"steps must be positive, got {self.steps}"),
+            (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
+            (
+                self.schedule in SCHEDULES,
+                f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}",
+            ),
+            (0 <= self.warmup < 1, f"warmup must be a fraction in [0, 1), got {self.warmup}"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
+            (self.augment >= 0, f"augment strength must be >= 0, got {self.augment}"),
+            (
+                self.eval_every >= 0 and self.checkpoint_every >= 0 and self.log_every > 0,
+                "eval/checkpoint/log intervals must be >= 0",
+            ),
+            (8 <= self.image_size <= 256, f"image size must be in [8, 256], got {self.image_size}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise CharjaxError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def differences(self, other: "TrainConfig") -> list[str]:
+        """Fields that differ and matter for resuming, as 'name: old -> new'."""
+        out = []
+        for f in dataclasses.fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if a != b and f.name not in RESUMABLE_CHANGES:
+                out.append(f"{f.name}: {a!r} -> {b!r}")
+        return out

@@ -1,0 +1,198 @@
+"""The training state and the pure, jitted steps.
+
+`train_step(state, batch) -> (state, metrics)` is a pure function: augmentation, forward pass,
+loss and the optax update all happen inside one jitted, data-parallel XLA program with the old
+state donated. Randomness comes from the state's rng folded with the step, so a resumed run
+draws exactly the same augmentations and dropout masks as an uninterrupted one.
+"""
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from jax.sharding import Mesh
+
+from charjax import parallel
+from charjax.augment import AugmentConfig, augment_batch
+from charjax.config import TrainConfig
+from charjax.labels import FOLD_TABLE, NUM_CLASSES
+from charjax.preprocess import model_input
+
+
+class TrainState(struct.PyTreeNode):
+    """Everything that changes during training. `apply_fn` and `tx` are static."""
+
+    step: jax.Array  # int32 []
+    params: Any
+    batch_stats: Any  # {} for models without batch norm
+    opt_state: Any
+    rng: jax.Array  # uint32 [2], a raw PRNG key (checkpoints as a plain array)
+    apply_fn: Callable = struct.field(pytree_node=False)
+    tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+    def variables(self) -> dict[str, Any]:
+        if self.batch_stats:
+            return {"params": self.params, "batch_stats": self.batch_stats}
+        return {"params": self.params}
+
+    def checkpoint_items(self) -> dict[str, Any]:
+        """The state split the way checkpoints store it (see charjax.checkpoint)."""
+        return {
+            "model": {"params": self.params, "batch_stats": self.batch_stats},
+            "train": {"step": self.step, "opt_state": self.opt_state, "rng": self.rng},
+        }
+
+    def with_checkpoint_items(self, items: dict[str, Any]) -> "TrainState":
+        return self.replace(
+            params=items["model"]["params"],
+            batch_stats=items["model"]["batch_stats"],
+            step=items["train"]["step"],
+            opt_state=items["train"]["opt_state"],
+            rng=items["train"]["rng"],
+        )
+
+
+def make_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
+    if config.schedule == "constant":
+        return optax.constant_schedule(config.lr)
+    warmup = int(config.warmup * total_steps)
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=config.lr,
+        warmup_steps=warmup,
+        decay_steps=max(total_steps, warmup + 1),
+        end_value=config.lr * 0.01,
+    )
+
+
+def make_optimizer(config: TrainConfig, schedule: optax.Schedule) -> optax.GradientTransformation:
+    # Decay only kernels (ndim > 1): decaying biases and norm scales just fights the norm layers.
+    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+    return optax.adamw(schedule, weight_decay=config.weight_decay, mask=decay_mask)
+
+
+def create_train_state(
+    model: nn.Module, config: TrainConfig, tx: optax.GradientTransformation, mesh: Mesh
+) -> TrainState:
+    """Initialises params, batch stats and optimizer state, replicated over the mesh."""
+    rng = jax.random.PRNGKey(config.seed)
+    init_rng, state_rng = jax.random.split(rng)
+
+    @functools.partial(jax.jit, out_shardings=parallel.replicated(mesh))
+    def init():
+        dummy = jnp.zeros((1, config.image_size, config.image_size, 1), jnp.float32)
+        variables = model.init({"params": init_rng, "dropout": init_rng}, dummy, train=False)
+        params = variables["params"]
+        return {
+            "params": params,
+            "batch_stats": variables.get("batch_stats", {}),
+            "opt_state": tx.init(params),
+        }
+
+    v = init()
+    return TrainState(
+        step=jax.device_put(jnp.zeros((), jnp.int32), parallel.replicated(mesh)),
+        params=v["params"],
+        batch_stats=v["batch_stats"],
+        opt_state=v["opt_state"],
+        rng=jax.device_put(state_rng, parallel.replicated(mesh)),
+        apply_fn=model.apply,
+        tx=tx,
+    )
+
+
+def _classification_metrics(logits, labels, mask):
+    """Per-example correctness, as sums weighted by `mask` (padding in eval batches)."""
+    top1 = jnp.argmax(logits, -1)
+    top5 = jax.lax.top_k(logits, 5)[1]
+    fold = jnp.asarray(FOLD_TABLE)
+    mask = mask.astype(jnp.float32)
+    return {
+        "correct": jnp.sum((top1 == labels) * mask),
+        "correct_ci": jnp.sum((fold[top1] == fold[labels]) * mask),
+        "correct_top5": jnp.sum(jnp.any(top5 == labels[:, None], -1) * mask),
+        "count": jnp.sum(mask),
+    }
+
+
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    schedule: optax.Schedule,
+    augment: AugmentConfig,
+    label_smoothing: float,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer step on a global batch. Pure; jit it with `jit_train_step`.
+
+    Args:
+      state: the current TrainState (donated by the jitted version).
+      batch: {"image": uint8 [B, H, W], "label": int32 [B], "mask": bool [B]}.
+    Returns:
+      (new state, metrics) with loss, accuracy, lr and l2 norms of grads and params.
+    """
+    rng = jax.random.fold_in(state.rng, state.step)
+    aug_rng, dropout_rng = jax.random.split(rng)
+    x = augment_batch(aug_rng, model_input(batch["image"]), augment)  # [B, H, W, 1]
+    labels = batch["label"]
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, NUM_CLASSES), label_smoothing)
+
+    def loss_fn(params):
+        variables = {"params": params}
+        if state.batch_stats:
+            variables["batch_stats"] = state.batch_stats
+        logits, updates = state.apply_fn(
+            variables, x, train=True, rngs={"dropout": dropout_rng}, mutable=["batch_stats"]
+        )
+        loss = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
+        return loss, (logits, updates.get("batch_stats", {}))
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(
+        step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
+    )
+    sums = _classification_metrics(logits, labels, batch["mask"])
+    metrics = {
+        "loss": loss,
+        "accuracy": sums["correct"] / sums["count"],
+        "lr": schedule(state.step),
+        "grad_norm": optax.tree.norm(grads),
+        "param_norm": optax.tree.norm(params),
+    }
+    return new_state, metrics
+
+
+def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Sums of loss and correct predictions over the unmasked examples of a batch."""
+    logits = state.apply_fn(state.variables(), model_input(batch["image"]), train=False)
+    mask = batch["mask"]
+    loss = optax.softmax_cross_entropy_with_integer_labels(
+        logits.astype(jnp.float32), batch["label"]
+    )
+    sums = _classification_metrics(logits, batch["label"], mask)
+    sums["loss"] = jnp.sum(loss * mask)
+    return sums
+
+
+def jit_train_step(config: TrainConfig, schedule: optax.Schedule, mesh: Mesh):
+    """`train_step` jitted for the mesh: batch sharded on "data", state replicated, donated."""
+    step = functools.partial(
+        train_step,
+        schedule=schedule,
+        augment=AugmentConfig(strength=config.augment),
+        label_smoothing=config.label_smoothing,
+    )
+    repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
+    return jax.jit(step, in_shardings=(repl, sharded), out_shardings=(repl, repl), donate_argnums=0)
+
+
+def jit_eval_step(mesh: Mesh):
+    repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
+    return jax.jit(eval_step, in_shardings=(repl, sharded), out_shardings=repl)

@@ -1,0 +1,130 @@
+"""`charjax train`: options -> TrainConfig -> charjax.fit.fit."""
+
+import dataclasses
+import json
+
+import click
+
+from charjax.config import SCHEDULES, TrainConfig
+from charjax.fit import fit
+
+D = TrainConfig()  # defaults shown in --help come from the one config
+
+
+@click.command()
+@click.option(
+    "--arch", default=D.arch, show_default=True, help="Model name (see `charjax models`)."
+)
+@click.option(
+    "--data",
+    default=D.data,
+    show_default=True,
+    help="'fonts' (built from this machine's fonts on first use) or a dataset "
+    "directory prepared with `charjax data`.",
+)
+@click.option(
+    "--data-dir",
+    default=None,
+    help="Where the 'fonts' dataset is cached [default: ~/.cache/charjax].",
+)
+@click.option(
+    "--workdir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Run directory: checkpoints, config.json, metrics.jsonl. An existing one is resumed.",
+)
+@click.option(
+    "--image-size",
+    default=D.image_size,
+    show_default=True,
+    type=int,
+    help="Model input side in pixels.",
+)
+@click.option(
+    "--batch-size",
+    default=D.batch_size,
+    show_default=True,
+    type=int,
+    help="Global batch size, split over all devices.",
+)
+@click.option(
+    "--epochs",
+    default=D.epochs,
+    show_default=True,
+    type=float,
+    help="Passes over the train split (ignored with --steps).",
+)
+@click.option("--steps", default=None, type=int, help="Optimizer steps (overrides --epochs).")
+@click.option("--lr", default=D.lr, show_default=True, type=float, help="Peak learning rate.")
+@click.option(
+    "--schedule",
+    default=D.schedule,
+    show_default=True,
+    type=click.Choice(SCHEDULES),
+    help="cosine: linear warmup then cosine decay; constant: flat.",
+)
+@click.option(
+    "--warmup",
+    default=D.warmup,
+    show_default=True,
+    type=float,
+    help="Fraction of steps spent warming up.",
+)
+@click.option("--weight-decay", default=D.weight_decay, show_default=True, type=float)
+@click.option("--label-smoothing", default=D.label_smoothing, show_default=True, type=float)
+@click.option(
+    "--augment",
+    default=D.augment,
+    show_default=True,
+    type=float,
+    help="Augmentation strength (0 = none).",
+)
+@click.option("--seed", default=D.seed, show_default=True, type=int)
+@click.option(
+    "--eval-every",
+    default=D.eval_every,
+    show_default=True,
+    type=int,
+    help="Evaluate on the val split every N steps (0: at the end only).",
+)
+@click.option(
+    "--checkpoint-every",
+    default=D.checkpoint_every,
+    show_default=True,
+    type=int,
+    help="Save a checkpoint every N steps (always at the end and on Ctrl-C).",
+)
+@click.option(
+    "--log-every",
+    default=D.log_every,
+    show_default=True,
+    type=int,
+    help="Write train metrics to metrics.jsonl every N steps.",
+)
+@click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."
+)
+def train(workdir, progress, **options):
+    """Train a character classifier (or resume one).
+
+    \b
+    Example:
+      charjax train --arch resnet-small --workdir runs/resnet
+      charjax train --arch cnn-small --image-size 64 --epochs 30 --workdir runs/cnn64
+
+    Running the same command again on the same --workdir resumes from the latest checkpoint;
+    Ctrl-C saves a checkpoint first.
+    """
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in options.items() if k in known})
+    summary = fit(config, workdir, progress=progress, echo=lambda s: click.echo(s, err=True))
+    val = summary["val"] or {}
+    click.echo(
+        json.dumps(
+            {
+                k: summary[k]
+                for k in ("workdir", "step", "best_val_accuracy", "seconds", "images_per_sec")
+            }
+            | {"val_accuracy": val.get("accuracy"), "val_accuracy_ci": val.get("accuracy_ci")}
+        )
+    )

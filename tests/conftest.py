@@ -1,0 +1,55 @@
+"""Shared fixtures: small real datasets rendered from the machine's DejaVu fonts."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+# Tests must never write into the user's real cache.
+os.environ.setdefault("CHARJAX_CACHE", str(Path(__file__).parent / ".cache-never-used"))
+
+from charjax.data.cache import write_cache  # noqa: E402
+from charjax.labels import CLASSES  # noqa: E402
+from charjax.preprocess import PreprocessSpec, preprocess  # noqa: E402
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
+TEST_FACES = ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf")
+
+
+def render_char(char: str, font_file: str = "DejaVuSans.ttf", size: int = 48) -> Image.Image:
+    """A dark glyph on white, like a scan: the raw input preprocessing expects."""
+    font = ImageFont.truetype(str(DEJAVU / font_file), size)
+    image = Image.new("L", (size * 2, size * 2), 255)
+    ImageDraw.Draw(image).text((size // 2, size // 3), char, font=font, fill=0)
+    return image
+
+
+def make_glyph_cache(path: Path, image_size: int = 16, faces=TEST_FACES, chars=CLASSES) -> Path:
+    """A tiny dataset: one image per (face, char); the last face is the val and test split."""
+    spec = PreprocessSpec(size=image_size)
+    images, labels, groups, splits = [], [], [], []
+    for g, face in enumerate(faces):
+        for char in chars:
+            images.append(preprocess(render_char(char, face), spec))
+            labels.append(CLASSES.index(char))
+            groups.append(g)
+            splits.append(0 if g < len(faces) - 1 else 1 + (CLASSES.index(char) % 2))
+    meta = {"source": "test-glyphs", "preprocess": spec.to_dict(), "group_names": list(faces)}
+    return write_cache(
+        path, np.stack(images), np.array(labels), np.array(groups), np.array(splits), meta
+    )
+
+
+@pytest.fixture(scope="session")
+def glyph_cache(tmp_path_factory) -> Path:
+    """Four DejaVu faces x 62 characters at 16 px (train: 3 faces; val/test: the fourth)."""
+    return make_glyph_cache(tmp_path_factory.mktemp("data") / "glyphs16")
+
+
+@pytest.fixture
+def key():
+    import jax
+
+    return jax.random.PRNGKey(0)
