@@ -1,0 +1,69 @@
+"""Accuracy of a trained classifier on a prepared dataset split or directly on an image folder.
+
+charjax eval --checkpoint runs/resnet --split test --json
+charjax eval --checkpoint runs/resnet --data folder:my_handwriting/
+"""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from charjax.data.folder import load_folder_images
+from charjax.data.sources import resolve_data
+from charjax.errors import CharjaxError
+from charjax.labels import CLASSES, FOLD_TABLE
+from charjax.predict import Predictor
+
+
+def load_eval_data(predictor: Predictor, data: str | None, split: str):
+    """(uint8 images [N, S, S], int labels [N], description) for an eval request.
+
+    `folder:PATH` reads images through the checkpoint's own preprocessing; anything else is a
+    `--data` spec (default: the run's own dataset) and its split.
+    """
+    if data and data.startswith("folder:"):
+        path = Path(data.removeprefix("folder:"))
+        images, labels, _report = load_folder_images(path, predictor.spec)
+        return images, labels, f"folder {path}"
+    spec = data or predictor.meta["data"]["path"]
+    cache = resolve_data(spec, predictor.image_size, predictor.config.data_dir, progress=True)
+    if cache.meta.get("preprocess") != predictor.spec.to_dict():
+        raise CharjaxError(
+            f"dataset {cache.path} was preprocessed differently from the model's training data; "
+            "evaluate on images with --data folder:PATH instead"
+        )
+    arrays = cache.arrays(split)
+    if not len(arrays["label"]):
+        raise CharjaxError(f"dataset {cache.path} has no {split!r} examples")
+    return arrays["image"], arrays["label"], f"{cache.path} [{split}]"
+
+
+def accuracy_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """n, top1, top5, top1_case_insensitive, per_class and the confusion matrix."""
+    labels = np.asarray(labels)
+    top1 = probs.argmax(1)
+    top5 = np.argsort(-probs, axis=1)[:, :5]
+    per_class = {}
+    for i, c in enumerate(CLASSES):
+        sel = labels == i
+        if sel.any():
+            per_class[c] = float((top1[sel] == i).mean())
+    confusion = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
+    np.add.at(confusion, (labels, top1), 1)
+    return {
+        "n": int(len(labels)),
+        "top1": float((top1 == labels).mean()),
+        "top5": float((top5 == labels[:, None]).any(1).mean()),
+        "top1_case_insensitive": float((FOLD_TABLE[top1] == FOLD_TABLE[labels]).mean()),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+    }
+
+
+def evaluate_checkpoint(checkpoint, data: str | None = None, split: str = "test") -> dict:
+    """Evaluates a checkpoint. See `accuracy_report` for the keys; adds `data` and `checkpoint`."""
+    predictor = Predictor.load(checkpoint)
+    images, labels, where = load_eval_data(predictor, data, split)
+    report = accuracy_report(predictor.probabilities(images), labels)
+    return {"checkpoint": str(checkpoint), "data": where, **report}

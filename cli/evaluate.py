@@ -1,0 +1,49 @@
+"""`charjax eval`: accuracy of a checkpoint on a dataset split or an image folder."""
+
+import json
+
+import click
+
+from charjax.evaluate import evaluate_checkpoint
+
+
+@click.command(name="eval")
+@click.option("--checkpoint", required=True, help="A run directory or checkpoint directory.")
+@click.option(
+    "--data",
+    default=None,
+    help="Dataset directory, 'fonts', or folder:PATH (an image folder with "
+    "SampleNNN class subfolders or a manifest.csv) [default: the run's data].",
+)
+@click.option(
+    "--split",
+    default="test",
+    show_default=True,
+    type=click.Choice(["train", "val", "test", "all"]),
+    help="Which split of a prepared dataset (ignored for folder:PATH).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print exactly one JSON object (n, top1, top5, top1_case_insensitive, per_class).",
+)
+def evaluate(checkpoint, data, split, as_json):
+    """Evaluate a trained classifier.
+
+    \b
+    Example:
+      charjax eval --checkpoint runs/resnet --split test
+      charjax eval --checkpoint runs/resnet --data folder:my_letters/ --json
+    """
+    report = evaluate_checkpoint(checkpoint, data=data, split=split)
+    report.pop("confusion")
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"{report['data']}: {report['n']} images")
+    click.echo(f"  top-1                   {report['top1']:.4f}")
+    click.echo(f"  top-1 case-insensitive  {report['top1_case_insensitive']:.4f}")
+    click.echo(f"  top-5                   {report['top5']:.4f}")
+    worst = sorted(report["per_class"].items(), key=lambda kv: kv[1])[:8]
+    click.echo("  hardest classes: " + ", ".join(f"{c} {a:.2f}" for c, a in worst))

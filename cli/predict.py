@@ -1,0 +1,30 @@
+"""`charjax predict`: top-k characters for image files."""
+
+import json
+
+import click
+
+from charjax.predict import load
+
+
+@click.command()
+@click.option("--checkpoint", default=None, help="A run directory or checkpoint directory.")
+@click.option("--top-k", default=5, show_default=True, type=int, help="Guesses per image.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line per image.")
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+def predict(checkpoint, top_k, as_json, images):
+    """Recognise the character in each IMAGE.
+
+    \b
+    Example:
+      charjax predict --checkpoint runs/resnet letter.png photo.jpg
+    """
+    predictor = load(checkpoint)
+    for path, pred in zip(images, predictor.predict(list(images), top_k=top_k), strict=True):
+        if as_json:
+            click.echo(json.dumps({"file": path, **pred.as_dict()}))
+        else:
+            guesses = "  ".join(
+                f"{c} {p:6.1%}" for c, p in zip(pred.chars, pred.probs, strict=True)
+            )
+            click.echo(f"{path}: {guesses}")
