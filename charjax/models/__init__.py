@@ -1,0 +1,78 @@
+"""Models chosen by name (`--arch`): a registry of flax.linen modules.
+
+The contract every classifier keeps (the trainer, predictor and GUI rely on it):
+
+- input float32 [B, H, W, 1] in [0, 1], ink bright on black, H = W = the image size
+  (16..128); output float32 logits [B, num_classes];
+- `model.init({"params": k, "dropout": k2}, x, train=False)` and
+  `model.apply(variables, x, train=..., rngs={"dropout": k})`; variables are
+  {"params": ...} plus {"batch_stats": ...} for models with batch norm, which with
+  train=True also need `mutable=["batch_stats"]`;
+- a `dtype` attribute, the compute dtype (params stay float32, logits come back float32).
+
+`ModelSpec.kind` says which contract a model keeps ("classifier" here; generative models
+register under their own kind).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import flax.linen as nn
+
+from charjax.errors import CharjaxError
+from charjax.models.cnn import CNNSmall, Tiny
+from charjax.models.resnet import ResNetSmall
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: `build(num_classes=..., **kw)` returns the flax module."""
+
+    name: str
+    description: str
+    build: Callable[..., nn.Module]
+    kind: str = "classifier"
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "cnn-small",
+            "the old TF1 project's net: conv + 4 separable convs, 5 max pools, dense 178",
+            CNNSmall,
+        ),
+        ModelSpec(
+            "resnet-small",
+            "ResNet + batch norm: stem strides to 16x16 at any size, then 3 stages of 1 block "
+            "(32/64/128 ch); fast on CPU",
+            ResNetSmall,
+        ),
+        ModelSpec("tiny", "two small convs + global pool; for tests only", Tiny),
+    )
+}
+
+
+def model_names(kind: str | None = None) -> list[str]:
+    """Registered names, optionally only those of one kind."""
+    return [n for n, s in MODELS.items() if kind is None or s.kind == kind]
+
+
+def get_model(name: str, num_classes: int = 62, **kw) -> nn.Module:
+    """Builds the model registered as `name`.
+
+    Args:
+      name: a key of `MODELS`, e.g. "resnet-small".
+      num_classes: size of the output layer.
+      **kw: module attributes to override, e.g. `dtype=jnp.bfloat16`.
+
+    Raises:
+      CharjaxError: for an unknown name (the message lists the valid ones).
+    """
+    try:
+        spec = MODELS[name]
+    except KeyError:
+        raise CharjaxError(
+            f"unknown model {name!r}; choose one of: {', '.join(model_names())}"
+        ) from None
+    return spec.build(num_classes=num_classes, **kw)
