@@ -1,16 +1,26 @@
-"""`charjax data`: prepare datasets (fonts, image folders) and look at them."""
+"""`charjax data`: prepare datasets (fonts, Chars74K, image folders) and look at them."""
 
+import sys
 from pathlib import Path
 
 import click
 
 from charjax.data.cache import is_cache, load_cache
+from charjax.data.chars74k import (
+    OFFICIAL_URL,
+    SPLIT_MODES,
+    URL_ENV,
+    Chars74kOptions,
+    prepare_chars74k,
+)
 from charjax.data.folder import FolderOptions, build_folder_dataset
 from charjax.data.fonts import FontOptions, build_font_dataset
 from charjax.data.sheet import contact_sheet, describe, save_png
+from charjax.data.sources import default_chars74k_cache, download_dir
 from charjax.errors import CharjaxError
 
 F, G = FontOptions(), FolderOptions()  # defaults shown in --help come from the options
+C = Chars74kOptions()
 
 
 def _check_out(out: str) -> Path:
@@ -34,6 +44,7 @@ def data():
     Every source prepares into the same cache format (a folder of .npy arrays and meta.json)
     that `charjax train --data DIR` reads:
       charjax data fonts --out data/fonts             glyphs from this machine's fonts
+      charjax data chars74k --subsets font,hand       the Chars74K dataset (downloaded)
       charjax data folder my_chars/ --out data/mine   your own images
       charjax data info data/fonts --sheet fonts.png  counts and a contact sheet
     """
@@ -162,6 +173,127 @@ def folder(path, out, progress, **options):
     )
     click.echo(report.summary())
     click.echo(f"wrote {report.used} images to {result}")
+
+
+def _sha256_pairs(ctx, param, values) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for value in values:
+        name, sep, digest = value.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{value!r} is not NAME=HEX", ctx, param)
+        pairs.append((name.strip(), digest.strip()))
+    return tuple(pairs)
+
+
+@data.command()
+@click.option(
+    "--subsets",
+    default=",".join(C.subsets),
+    show_default=True,
+    help="Comma-separated: font (62,992 font renderings), hand (3,410 tablet drawings by "
+    "55 writers), img_good (7,705 photo crops), img_bad (4,798 poorer photo crops).",
+)
+@click.option(
+    "--out",
+    type=click.Path(),
+    default=None,
+    help="Dataset folder to write [default: the one `--data chars74k:SUBSETS:SPLIT` uses, "
+    "under ~/.cache/charjax].",
+)
+@click.option("--size", default=C.size, show_default=True, type=int, help="Image side in pixels.")
+@click.option(
+    "--split",
+    default=C.split,
+    show_default=True,
+    type=click.Choice(SPLIT_MODES),
+    help="random: each class at random; writer: the hand subset by writer (the others at random).",
+)
+@click.option(
+    "--val-fraction",
+    default=C.val_fraction,
+    show_default=True,
+    type=float,
+    help="Share of each class (or of the writers) for validation.",
+)
+@click.option(
+    "--test-fraction",
+    default=C.test_fraction,
+    show_default=True,
+    type=float,
+    help="Share of each class (or of the writers) for testing.",
+)
+@click.option("--seed", default=C.seed, show_default=True, type=int, help="Seeds the split.")
+@click.option(
+    "--url-base",
+    default=None,
+    help=f"Where the archives are [default: ${URL_ENV}, else {OFFICIAL_URL}].",
+)
+@click.option(
+    "--from-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Use the archives (or their unpacked English/ folder) in this folder; no network.",
+)
+@click.option(
+    "--download-dir",
+    "download_to",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where downloaded archives are kept [default: ~/.cache/charjax/downloads].",
+)
+@click.option(
+    "--sha256",
+    multiple=True,
+    metavar="NAME=HEX",
+    callback=_sha256_pairs,
+    help="Expected sha256 of an archive, e.g. EnglishHnd.tgz=ab12... (repeatable).",
+)
+@click.option(
+    "--workers",
+    default=C.workers,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Processes decoding images (0: one per CPU for the large archives).",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before downloading.")
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    show_default=True,
+    help="Show progress bars on stderr.",
+)
+def chars74k(out, subsets, download_to, yes, progress, **options):
+    """Download and prepare the Chars74K English dataset.
+
+    \b
+    Example:
+      charjax data chars74k                            font, hand and img_good
+      charjax data chars74k --subsets hand --split writer --out data/hand
+      charjax data chars74k --from-dir ~/Downloads     archives you already have
+
+    EnglishFnt.tgz (~51 MB), EnglishHnd.tgz (~13 MB) and EnglishImg.tgz (~128 MB) are
+    downloaded as the subsets need them (resuming after an interruption) and kept, then
+    read without unpacking. Each class of each subset is split 70/10/20 train/val/test at
+    random (seeded: the same on every run); with --split writer the hand subset is split by
+    writer instead, so no writer is in two splits. Running again when the dataset is complete
+    does nothing. Train on it with `charjax train --data chars74k:font,hand` (or --data OUT).
+    """
+    opts = Chars74kOptions(subsets=tuple(s.strip() for s in subsets.split(",")), **options)
+    out_path = _check_out(out) if out else default_chars74k_cache(opts)
+    download_to = Path(download_to) if download_to else download_dir()
+    ask = not yes and sys.stdin.isatty()  # scripts and CI runs are never stopped by a prompt
+    report = prepare_chars74k(
+        out_path,
+        opts,
+        download_dir=download_to,
+        progress=progress,
+        confirm=(lambda question: click.confirm(question, abort=True, err=True)) if ask else None,
+    )
+    click.echo(report.summary())
+    if not opts.from_dir and not report.up_to_date:
+        click.echo(f"archives kept in {download_to} (needed only to prepare again)")
+    data_arg = out_path if out else f"chars74k:{','.join(opts.ordered)}:{opts.split}"
+    click.echo(f"train with: charjax train --data {data_arg} --image-size {opts.size}")
 
 
 @data.command()
