@@ -94,7 +94,10 @@ def create_train_state(
             "opt_state": tx.init(params),
         }
 
-    v = init()
+    # The non-partitionable threefry compiles 4-D kernel draws several times faster on CPU
+    # (resnet-small init: ~7.5 s -> ~3 s); init is replicated, so nothing is lost.
+    with jax.threefry_partitionable(False):
+        v = init()
     return TrainState(
         step=jax.device_put(jnp.zeros((), jnp.int32), parallel.replicated(mesh)),
         params=v["params"],
