@@ -13,7 +13,7 @@ $(VENV_STAMP): pyproject.toml
 setup: $(VENV_STAMP)
 
 demo: setup
-	$(PY) -m charjax.demo
+	.venv/bin/charjax demo
 
 test: setup
 	$(PY) -m pytest -q
@@ -24,6 +24,12 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/run_all.py --quick
+
+# docs/gui.png: the GUI with a drawn letter, rendered offscreen; needs a run under ./runs
+# (for example after `make demo`).
+.PHONY: screenshot
+screenshot: setup
+	$(PY) -m charjax.apps.screenshot --out docs/gui.png
 
 clean:
 	rm -rf .venv build *.egg-info runs .pytest_cache

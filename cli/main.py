@@ -5,6 +5,7 @@ import sys
 import click
 
 from charjax.cli.data import data
+from charjax.cli.demo import demo
 from charjax.cli.evaluate import evaluate
 from charjax.cli.models import models
 from charjax.cli.predict import predict
@@ -30,6 +31,7 @@ cli.add_command(train)
 cli.add_command(evaluate)
 cli.add_command(predict)
 cli.add_command(models)
+cli.add_command(demo)
 
 
 def main(argv=None) -> None:
