@@ -1,0 +1,202 @@
+"""Prediction off the UI thread: load, compile, and answer one drawing at a time.
+
+Loading a checkpoint (orbax) and compiling the jitted forward pass take a second or two, and
+even a compiled prediction is a few milliseconds of numpy and XLA work; none of it may run on
+the UI thread or the pen would stutter. A `_Worker` lives in its own QThread; the
+`PredictionService` on the UI side talks to it through queued signals and keeps at most one
+request in flight, always for the newest drawing, so a fast hand never builds a backlog.
+"""
+
+import dataclasses
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from charjax.errors import CharjaxError
+from charjax.predict import Prediction, Predictor
+from charjax.predict import load as load_predictor
+
+# A generator's view of a drawing: raw canvas uint8 [H, W] -> its reconstruction uint8 [h, w].
+Reconstruct = Callable[[np.ndarray], np.ndarray]
+
+
+def load_reconstructor(path: str) -> Reconstruct:
+    """Loads an autoencoder / VAE run as a `Reconstruct` callable.
+
+    `charjax.generate` (encode / decode, another issue) does not exist yet; once it does,
+    this becomes: load the run with its loader and return
+    `lambda image: decode(encode(preprocess(image, spec)))`. Until then the GUI says so in
+    the generator panel instead of pretending.
+    """
+    raise CharjaxError(
+        f"cannot show reconstructions from {path}: this charjax has no autoencoder support "
+        "yet (charjax.generate)"
+    )
+
+
+@dataclass(frozen=True)
+class Result:
+    """One answered drawing.
+
+    Attributes:
+      preview: uint8 [S, S], exactly what the model was given (`charjax.preprocess`).
+      prediction: the top-5, best first.
+      predict_ms: preprocessing + forward pass, measured in the worker.
+      latency_ms: from the UI's request to this result arriving back on the UI thread.
+      reconstruction: the generator's output, if one is loaded.
+    """
+
+    preview: np.ndarray
+    prediction: Prediction
+    predict_ms: float
+    latency_ms: float = 0.0
+    reconstruction: np.ndarray | None = None
+
+
+class _Worker(QObject):
+    loaded = Signal(str, object)  # source, PreprocessSpec
+    failed = Signal(str)
+    generator_failed = Signal(str)
+    done = Signal(float, object)  # request time (perf_counter), Result
+
+    def __init__(self):
+        super().__init__()
+        self.predictor: Predictor | None = None
+        self.reconstruct: Reconstruct | None = None
+
+    @Slot(str)
+    def load(self, path: str) -> None:
+        self.predictor = None
+        try:
+            predictor = load_predictor(path)
+            # Compile now, for the batch size the GUI uses, so the first stroke is instant.
+            predictor.warmup((1,))
+        except CharjaxError as e:
+            self.failed.emit(str(e))
+            return
+        except Exception as e:  # a GUI should say what went wrong, not vanish
+            traceback.print_exc()
+            self.failed.emit(f"could not load {path}: {type(e).__name__}: {e}")
+            return
+        self.predictor = predictor
+        self.loaded.emit(predictor.source, predictor.spec)
+
+    @Slot(str)
+    def load_generator(self, path: str) -> None:
+        try:
+            self.reconstruct = load_reconstructor(path)
+        except CharjaxError as e:
+            self.reconstruct = None
+            self.generator_failed.emit(str(e))
+
+    @Slot(float, object)
+    def predict(self, requested_at: float, image: np.ndarray) -> None:
+        # Always answer, even with None: the service sends nothing new until it hears back.
+        result = None
+        try:
+            if self.predictor is not None:
+                result = self._predict(image)
+        except Exception:  # keep serving the next drawing; the traceback is for a bug report
+            traceback.print_exc()
+        self.done.emit(requested_at, result)
+
+    def _predict(self, image: np.ndarray) -> Result:
+        start = time.perf_counter()
+        # The preview is `preprocess` of the canvas; the guesses come from `predict`, the very
+        # call `charjax predict` makes on a saved PNG, so the two can never disagree.
+        preview = self.predictor.preprocess(image)[0]
+        prediction = self.predictor.predict(image, top_k=5)[0]
+        predict_ms = (time.perf_counter() - start) * 1000
+        reconstruction = self.reconstruct(image) if self.reconstruct else None
+        return Result(preview, prediction, predict_ms, 0.0, reconstruction)
+
+
+class PredictionService(QObject):
+    """The UI thread's handle on the worker.
+
+    Signals:
+      ready(str, object): a model is loaded and compiled (its source and PreprocessSpec).
+      failed(str): loading failed; the message is for the user.
+      generator_failed(str): the generator could not be loaded.
+      result(object): a `Result` for the newest drawing submitted.
+    """
+
+    ready = Signal(str, object)
+    failed = Signal(str)
+    generator_failed = Signal(str)
+    result = Signal(object)
+
+    _load = Signal(str)
+    _load_generator = Signal(str)
+    _predict = Signal(float, object)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.is_ready = False
+        self._busy = False
+        self._pending: np.ndarray | None = None
+        self._thread = QThread()
+        self._thread.setObjectName("charjax-predict")
+        self._worker = _Worker()
+        self._worker.moveToThread(self._thread)
+        # Cross-thread connections are queued: calls run in the worker's thread, in order.
+        self._load.connect(self._worker.load)
+        self._load_generator.connect(self._worker.load_generator)
+        self._predict.connect(self._worker.predict)
+        self._worker.loaded.connect(self._on_loaded)
+        self._worker.failed.connect(self._on_failed)
+        self._worker.generator_failed.connect(self.generator_failed)
+        self._worker.done.connect(self._on_done)
+        self._thread.start()
+
+    def load(self, path: str) -> None:
+        """Starts loading a classifier; `ready` or `failed` follows."""
+        self.is_ready = False
+        self._load.emit(str(path))
+
+    def load_generator(self, path: str) -> None:
+        self._load_generator.emit(str(path))
+
+    def submit(self, image: np.ndarray) -> None:
+        """Asks for a prediction of `image`; only the newest waiting drawing is kept."""
+        if self._busy or not self.is_ready:
+            self._pending = image
+            return
+        self._send(image)
+
+    def discard_pending(self) -> None:
+        """Forgets a drawing still waiting to be sent (the canvas was cleared)."""
+        self._pending = None
+
+    def _send(self, image: np.ndarray) -> None:
+        self._busy = True
+        self._pending = None
+        self._predict.emit(time.perf_counter(), image)
+
+    def _on_loaded(self, source: str, spec) -> None:
+        self.is_ready = True
+        self.ready.emit(source, spec)
+        if self._pending is not None and not self._busy:
+            self._send(self._pending)
+
+    def _on_failed(self, message: str) -> None:
+        self.is_ready = False
+        self.failed.emit(message)
+
+    def _on_done(self, requested_at: float, result: Result | None) -> None:
+        self._busy = False
+        # A request still in flight when another model was opened answers for the old one.
+        if self.is_ready and result is not None:
+            latency = (time.perf_counter() - requested_at) * 1000
+            self.result.emit(dataclasses.replace(result, latency_ms=latency))
+        if self._pending is not None and self.is_ready:
+            self._send(self._pending)
+
+    def close(self) -> None:
+        """Stops the worker thread (after its current request)."""
+        self._thread.quit()
+        self._thread.wait()

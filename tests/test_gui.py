@@ -1,0 +1,291 @@
+"""charjax-gui driven like a user would: simulated mouse strokes on the real widgets, offscreen."""
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QImage, QPointingDevice, QTabletEvent
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+from charjax.apps.canvas import Canvas, qimage_to_array
+from charjax.apps.gui import MainWindow, newest_run, save_sample
+from charjax.apps.panels import lookalike_note, lookalike_rows
+from charjax.apps.pyside_fix import binding_leaks_none
+from charjax.cli.main import main as charjax_cli
+from charjax.config import TrainConfig
+from charjax.fit import fit
+from charjax.predict import Prediction
+from charjax.preprocess import preprocess
+
+# A capital A in canvas pixels: two slanted strokes and a bar.
+LETTER_A = [[(110, 340), (200, 60), (290, 340)], [(150, 230), (250, 230)]]
+
+
+@pytest.fixture(scope="module")
+def app():
+    # Read when the QApplication is created: no display needed, same pixels everywhere.
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    return QApplication.instance() or QApplication([])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(glyph_cache, tmp_path_factory):
+    """A tiny 16 px model; the tests compare the GUI with the CLI, not its accuracy."""
+    workdir = tmp_path_factory.mktemp("runs") / "tiny"
+    config = TrainConfig(
+        arch="tiny",
+        data=str(glyph_cache),
+        image_size=16,
+        batch_size=62,
+        steps=60,
+        lr=1e-2,
+        augment=0.0,
+        eval_every=0,
+        label_smoothing=0.0,
+    )
+    fit(config, workdir, progress=False, echo=lambda s: None)
+    return workdir
+
+
+def wait_until(app, condition, timeout=20.0):
+    """Runs the event loop until `condition()` holds (a tiny stand-in for pytest-qt's waitUntil)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the GUI")
+        app.processEvents()
+        time.sleep(0.002)
+
+
+@pytest.fixture
+def window(app, tiny_run, tmp_path):
+    win = MainWindow(checkpoint=tiny_run, samples_dir=tmp_path / "samples")
+    win.show()
+    wait_until(app, lambda: win.service.is_ready)
+    yield win
+    win.close()
+
+
+def interpolate(points, step=8.0):
+    """A polyline as the dense point stream a real mouse produces."""
+    out = [points[0]]
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+        n = max(1, int(np.hypot(x1 - x0, y1 - y0) / step))
+        out += [(x0 + (x1 - x0) * t / n, y0 + (y1 - y0) * t / n) for t in range(1, n + 1)]
+    return [QPoint(round(x), round(y)) for x, y in out]
+
+
+def draw(canvas, polyline, release=True):
+    points = interpolate(polyline)
+    QTest.mousePress(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, points[0])
+    for p in points[1:]:
+        QTest.mouseMove(canvas, p)
+    if release:
+        QTest.mouseRelease(
+            canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, points[-1]
+        )
+
+
+def draw_and_wait(app, win, strokes):
+    for polyline in strokes:
+        before = win.results_shown
+        draw(win.canvas, polyline)
+        wait_until(app, lambda b=before: win.results_shown > b)
+    return win.last_result
+
+
+def test_a_stroke_updates_the_top5_and_the_preview_is_the_shared_preprocessing(app, window):
+    assert window.predictions.chars == ()
+    result = draw_and_wait(app, window, LETTER_A)
+    assert len(window.predictions.chars) == 5
+    assert window.predictions.chars == result.prediction.chars
+    spec = window.service._worker.predictor.spec
+    expected = preprocess(window.canvas.to_array(), spec)
+    np.testing.assert_array_equal(window.preview.array, expected)
+    assert result.predict_ms > 0 and "ms" in window.timing.text()
+
+
+def test_predictions_arrive_while_the_pen_is_still_down(app, window):
+    draw(window.canvas, LETTER_A[0], release=False)
+    wait_until(app, lambda: window.results_shown > 0, timeout=5)  # throttled, not at pen-up
+    assert window.canvas._current is not None  # the stroke is still in progress
+
+
+def test_gui_top1_equals_charjax_predict_on_the_saved_png(app, window, capsys, tmp_path):
+    result = draw_and_wait(app, window, LETTER_A)
+    png = tmp_path / "drawn.png"
+    window.canvas.save_png(png)
+    charjax_cli(
+        [
+            "predict",
+            "--checkpoint",
+            str(window.service._worker.predictor.source),
+            "--json",
+            "--top-k",
+            "5",
+            str(png),
+        ]
+    )
+    cli = json.loads(capsys.readouterr().out)
+    assert [t["char"] for t in cli["top"]] == list(result.prediction.chars)
+    np.testing.assert_allclose([t["prob"] for t in cli["top"]], result.prediction.probs, rtol=1e-5)
+
+
+def test_undo_clear_invert(app, window):
+    canvas = window.canvas
+    draw_and_wait(app, window, LETTER_A[:1])
+    one_stroke = canvas.to_array()
+    draw_and_wait(app, window, LETTER_A[1:])
+    assert len(canvas.strokes) == 2
+    QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert len(canvas.strokes) == 1
+    np.testing.assert_array_equal(canvas.to_array(), one_stroke)  # redraw == live drawing
+
+    canvas.invert()
+    inverted = canvas.to_array()
+    assert inverted[0, 0] == 0 and inverted.max() == 255
+    assert np.abs(inverted.astype(int) + one_stroke - 255).max() <= 1
+    # Auto polarity: white ink on black is the same character to the model.
+    spec = window.service._worker.predictor.spec
+    diff = preprocess(inverted, spec).astype(int) - preprocess(one_stroke, spec)
+    assert np.abs(diff).max() <= 2
+    canvas.invert()
+    np.testing.assert_array_equal(canvas.to_array(), one_stroke)
+
+    QTest.keyClick(window, Qt.Key.Key_Escape)
+    assert canvas.is_empty() and (canvas.to_array() == 255).all()
+    wait_until(app, lambda: window.last_result is None)
+    assert window.predictions.chars == () and window.preview.array is None
+
+
+def test_save_as_sample_writes_the_folder_dataset_layout(app, window, tmp_path, capsys):
+    samples = tmp_path / "samples"
+    assert window.save_current_sample() is None  # nothing drawn, no label: nothing written
+    for expected in ("img011-00001.png", "img011-00002.png"):
+        draw_and_wait(app, window, LETTER_A)
+        drawn = window.canvas.to_array()
+        window.label_edit.setText("A")
+        path = window.save_current_sample()
+        assert path == samples / "Sample011" / expected
+        assert window.canvas.is_empty()  # ready for the next sample
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), drawn)
+    draw_and_wait(app, window, LETTER_A)
+    assert save_sample(window.canvas, samples, "a").parent.name == "Sample037"
+    with pytest.raises(ValueError):
+        save_sample(window.canvas, samples, "#")
+    charjax_cli(
+        [
+            "eval",
+            "--checkpoint",
+            str(window.service._worker.predictor.source),
+            "--data",
+            f"folder:{samples}",
+            "--json",
+        ]
+    )
+    assert json.loads(capsys.readouterr().out)["n"] == 3
+
+
+def test_without_a_checkpoint_the_window_says_how_to_train_one(app, tmp_path):
+    win = MainWindow(runs_dir=tmp_path / "no_runs")
+    win.show()
+    app.processEvents()
+    text = win.banner.text()
+    assert win.banner.isVisible() and "charjax train --arch resnet-small" in text
+    assert "make demo" in text
+    draw(win.canvas, LETTER_A[0])  # drawing without a model is fine, just not predicted
+    app.processEvents()
+    assert win.results_shown == 0
+    win.close()
+
+
+def test_a_bad_checkpoint_is_a_message_not_a_crash(app, tmp_path):
+    (tmp_path / "empty").mkdir()
+    win = MainWindow(checkpoint=tmp_path / "empty")
+    wait_until(app, lambda: "Cannot use this model" in win.banner.text())
+    assert "holds no charjax checkpoint" in win.banner.text()
+    win.close()
+
+
+def test_newest_run_picks_the_latest_run_with_a_checkpoint(tmp_path):
+    assert newest_run(tmp_path / "missing") is None
+    for name, sub in (("old", "best"), ("mid", "checkpoints"), ("scratch", "notes")):
+        (tmp_path / name / sub).mkdir(parents=True)
+    os.utime(tmp_path / "old" / "best", (1, 1))
+    assert newest_run(tmp_path) == tmp_path / "mid"
+
+
+def test_generator_panel_shows_why_it_is_empty_then_a_reconstruction(app, tiny_run, tmp_path):
+    win = MainWindow(checkpoint=tiny_run, generator=tmp_path / "ae")
+    panel_text = win.reconstruction._image.text
+    wait_until(app, lambda: win.service.is_ready and "autoencoder" in panel_text())
+    # The panel's contract: any callable canvas uint8 [H, W] -> image uint8.
+    win.service._worker.reconstruct = lambda image: 255 - image[::4, ::4]
+    draw_and_wait(app, win, LETTER_A[:1])
+    np.testing.assert_array_equal(win.reconstruction.array, 255 - win.canvas.to_array()[::4, ::4])
+    win.close()
+
+
+def test_tablet_pressure_thins_the_stroke(app):
+    canvas = Canvas(pen_width=20)
+    canvas.show()
+    pen = QPointingDevice.primaryPointingDevice()
+    left = Qt.MouseButton.LeftButton
+    for kind, x, pressure in (
+        (QEvent.Type.TabletPress, 100, 0.25),
+        (QEvent.Type.TabletMove, 300, 0.25),
+        (QEvent.Type.TabletRelease, 300, 0.0),
+    ):
+        at = QPointF(x, 200)
+        event = QTabletEvent(
+            kind,
+            pen,
+            at,
+            at,
+            pressure,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            Qt.KeyboardModifier.NoModifier,
+            left,
+            left,
+        )
+        QApplication.sendEvent(canvas, event)
+        assert event.isAccepted()  # so Qt does not also synthesise mouse events
+    assert [p[2] for p in canvas.strokes[0].points] == [0.25, 0.25]
+    thickness = (canvas.to_array()[:, 200] < 128).sum()
+    assert 9 <= thickness <= 12  # 20 px * (0.4 + 0.6 * 0.25) = 11 px, not the full 20
+
+
+def test_qimage_to_array_respects_the_row_stride(app):
+    image = QImage(13, 5, QImage.Format.Format_RGB32)  # 13 px: rows padded in Grayscale8
+    image.fill(0xFFFFFFFF)
+    image.setPixel(12, 4, 0xFF000000)
+    image.setPixel(0, 1, 0xFF000000)
+    arr = qimage_to_array(image)
+    assert arr.shape == (5, 13)
+    assert arr[4, 12] == 0 and arr[1, 0] == 0 and arr.sum() == (65 - 2) * 255
+
+
+def test_lookalikes_are_grouped_with_their_combined_probability():
+    pred = Prediction(("o", "O", "c", "0", "C"), (0.4, 0.3, 0.1, 0.1, 0.05))
+    assert lookalike_rows(pred.chars) == [("0Oo", [0, 1, 3]), ("Cc", [2, 4])]
+    note = lookalike_note(pred)
+    assert "o O 0" in note and "80.0%" in note and "c C" in note and "15.0%" in note
+
+
+def test_a_long_session_cannot_exhaust_the_references_to_none(app):
+    # Importing charjax.apps applied pyside_fix if this PySide6 build leaks references.
+    point = QPointF()
+    for _ in range(100_000):  # the leaks of ~10,000 mouse moves
+        point.setX(1.0)
+    if binding_leaks_none():
+        assert sys.getrefcount(None) > 2**39 and sys.getrefcount(True) > 2**39
