@@ -16,7 +16,6 @@ from PySide6.QtWidgets import QApplication
 from charjax.apps.canvas import Canvas, qimage_to_array
 from charjax.apps.gui import MainWindow, newest_run, save_sample
 from charjax.apps.panels import lookalike_note, lookalike_rows
-from charjax.apps.pyside_fix import binding_leaks_none
 from charjax.cli.main import main as charjax_cli
 from charjax.config import TrainConfig
 from charjax.fit import fit
@@ -282,10 +281,12 @@ def test_lookalikes_are_grouped_with_their_combined_probability():
     assert "o O 0" in note and "80.0%" in note and "c C" in note and "15.0%" in note
 
 
-def test_a_long_session_cannot_exhaust_the_references_to_none(app):
-    # Importing charjax.apps applied pyside_fix if this PySide6 build leaks references.
+def test_pyside_does_not_leak_references_to_none(app):
+    # PySide6 6.12.0 on Python < 3.12 drops a reference to None on every binding call that
+    # returns None, so a long drawing session aborts Python ("none_dealloc"). pyproject.toml
+    # excludes that release; this catches it (or a relapse) coming back.
     point = QPointF()
-    for _ in range(100_000):  # the leaks of ~10,000 mouse moves
+    before = sys.getrefcount(None)
+    for _ in range(1000):
         point.setX(1.0)
-    if binding_leaks_none():
-        assert sys.getrefcount(None) > 2**39 and sys.getrefcount(True) > 2**39
+    assert before - sys.getrefcount(None) < 500
