@@ -30,8 +30,12 @@ class DemoConfig:
     eval_every: int = 400
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(arch="resnet-small", steps=self.steps, eval_every=self.eval_every,
-                           checkpoint_every=self.eval_every)
+        return TrainConfig(
+            arch="resnet-small",
+            steps=self.steps,
+            eval_every=self.eval_every,
+            checkpoint_every=self.eval_every,
+        )
 
 
 def write_samples(cache, out: Path, text: str = SAMPLE_TEXT) -> list[Path]:
@@ -67,16 +71,27 @@ def run_demo(config: DemoConfig = DemoConfig(), echo=print) -> dict:
 
     echo("")
     echo("=" * 72)
-    echo(f"charjax demo: {train_config.arch} trained {summary['step']} steps in "
-         f"{summary['seconds'] / 60:.1f} min ({summary['images_per_sec']:.0f} images/s)")
-    echo(f"held-out fonts ({report['n']} images): top-1 {report['top1']:.1%}, "
-         f"case-insensitive {report['top1_case_insensitive']:.1%}, top-5 {report['top5']:.1%}")
+    echo(
+        f"charjax demo: {train_config.arch} trained {summary['step']} steps in "
+        f"{summary['seconds'] / 60:.1f} min ({summary['images_per_sec']:.0f} images/s)"
+    )
+    echo(
+        f"held-out fonts ({report['n']} images): top-1 {report['top1']:.1%}, "
+        f"case-insensitive {report['top1_case_insensitive']:.1%}, top-5 {report['top5']:.1%}"
+    )
     if predictions:
         echo(f"samples drawn with a held-out font, in {config.samples_dir}/:")
         for path, pred in zip(samples, predictions, strict=True):
             truth = path.stem.split("_", 1)[1]
             guesses = "  ".join(f"{c} {p:.0%}" for c, p in zip(pred.chars, pred.probs, strict=True))
-            echo(f"  {path.name:10s} -> {guesses}{'' if pred.top1 == truth else '   (wrong)'}")
+            verdict = (
+                ""
+                if pred.top1 == truth
+                else (
+                    "   (right up to case)" if pred.top1.lower() == truth.lower() else "   (wrong)"
+                )
+            )
+            echo(f"  {path.name:10s} -> {guesses}{verdict}")
     echo(f"run: {config.workdir}  (checkpoints, metrics.jsonl, config.json)")
     echo("next:")
     echo(f"  charjax predict --checkpoint {config.workdir} {config.samples_dir}/*.png")
@@ -84,5 +99,7 @@ def run_demo(config: DemoConfig = DemoConfig(), echo=print) -> dict:
     echo(f"  charjax data info {cache.path} --sheet sheet.png --augmented")
     echo("  charjax train --arch cnn-small --workdir runs/cnn   (see charjax train --help)")
     echo("=" * 72)
-    return {"train": summary, "test": {k: report[k] for k in ("n", "top1", "top5",
-                                                              "top1_case_insensitive")}}
+    return {
+        "train": summary,
+        "test": {k: report[k] for k in ("n", "top1", "top5", "top1_case_insensitive")},
+    }
