@@ -14,7 +14,7 @@ from charjax.data.chars74k import (
     prepare_chars74k,
 )
 from charjax.data.folder import FolderOptions, build_folder_dataset
-from charjax.data.fonts import FontOptions, build_font_dataset
+from charjax.data.fonts import HANDWRITING_FAMILIES, FontOptions, build_font_dataset
 from charjax.data.sheet import contact_sheet, describe, save_png
 from charjax.data.sources import default_chars74k_cache, download_dir
 from charjax.errors import CharjaxError
@@ -75,6 +75,27 @@ def data():
     "weight and position.",
 )
 @click.option(
+    "--stroke-variants",
+    default=F.stroke_variants,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    help="Extra renderings per glyph in stroke style: the glyph thinned to its skeleton and "
+    "redrawn with a round pen of random width, jittered, like a drawing made with a mouse.",
+)
+@click.option(
+    "--family",
+    "families",
+    multiple=True,
+    help="Keep only faces whose family name starts with this (repeatable; case-insensitive).",
+)
+@click.option(
+    "--handwriting",
+    is_flag=True,
+    help="Keep only handwriting-style faces (Debian's fonts-comic-neue, fonts-humor-sans, "
+    "fonts-dkg-handwriting, fonts-bwht, fonts-dancingscript, fonts-lobstertwo, "
+    "fonts-tlwg-purisa-ttf, fonts-sjfonts, fonts-breip); adds to --family.",
+)
+@click.option(
     "--seed",
     default=F.seed,
     show_default=True,
@@ -94,13 +115,14 @@ def data():
     show_default=True,
     help="Show progress bars on stderr.",
 )
-def fonts(out, progress, **options):
+def fonts(out, progress, handwriting, **options):
     """Render 0-9, A-Z, a-z from the fonts on this machine into a dataset.
 
     \b
     Example:
       charjax data fonts --out data/fonts
       charjax data fonts --out data/fonts64 --size 64 --fonts ~/my_fonts --variants 8
+      charjax data fonts --out data/hand --handwriting --stroke-variants 4
 
     Fonts come from the system font folders, --fonts and $CHARJAX_FONTS (paths separated by
     the OS path separator). .ttf, .otf, .ttc/.otc (every face), .pfb/.t1, .woff and .woff2
@@ -112,12 +134,16 @@ def fonts(out, progress, **options):
     fonts-urw-base35 fonts-freefont-ttf` and similar packages add hundreds of faces.
     """
     out_path = _check_out(out)
-    opts = FontOptions(**{**options, "font_paths": tuple(options["font_paths"])})
+    families = tuple(options.pop("families")) + (HANDWRITING_FAMILIES if handwriting else ())
+    opts = FontOptions(
+        **{**options, "font_paths": tuple(options["font_paths"]), "families": families}
+    )
     path, report = build_font_dataset(out_path, opts, progress=progress)
     click.echo(report.summary())
     click.echo(
         f"wrote {report.num_examples} images ({len(report.accepted)} faces x 62 "
-        f"characters x {opts.variants} variant{'s' if opts.variants > 1 else ''}) to {path} "
+        f"characters x {opts.variants + opts.stroke_variants} "
+        f"variant{'s' if opts.variants + opts.stroke_variants > 1 else ''}) to {path} "
         f"in {report.seconds:.1f} s"
     )
 

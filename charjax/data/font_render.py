@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
+from charjax.data.strokes import StrokeStyle, draw_skeleton, thin
 from charjax.labels import CLASSES
 from charjax.preprocess import PreprocessSpec, preprocess
 
@@ -25,6 +26,9 @@ _SIZE_JITTER = 0.15  # relative font size, +/-
 _OFFSET_JITTER = 0.08  # position, as a fraction of the font size, +/-
 _WEIGHT_STEPS = (-1, 0, 1, 1)  # 3x3 erosion / none / dilation; thickening twice as likely
 _MIN_KEPT_INK = 0.6  # skip thinning when it would remove more than this share of the ink
+# Stroke-style variants thin the glyph at this font size: enough pixels for a faithful
+# skeleton, few enough that thinning (a few passes per pixel of stroke width) stays cheap.
+_STROKE_EM = 72
 
 
 def load_face(path: str, index: int = 0, size: int = CHECK_SIZE) -> ImageFont.FreeTypeFont:
@@ -56,7 +60,8 @@ def check_renderer(font: ImageFont.FreeTypeFont) -> Callable[[str], np.ndarray]:
 
 @dataclass(frozen=True)
 class RenderJob:
-    """One face to draw: the 62 characters x `variants`, preprocessed with `spec`.
+    """One face to draw: the 62 characters x (`variants` + `stroke_variants`), preprocessed
+    with `spec`. Stroke variants are the glyph redrawn as a pen drawing (`charjax.data.strokes`).
 
     Plain values only, so a job can be sent to a worker process.
     """
@@ -67,13 +72,16 @@ class RenderJob:
     spec: dict
     variants: int
     seed: int
+    stroke_variants: int = 0
 
 
-def _face_rng(job: RenderJob) -> np.random.Generator:
+def _face_rng(job: RenderJob, stream: int = 0) -> np.random.Generator:
     # Seeded by the face's name, not its position in the font list, so a face renders the same
     # whether or not other fonts are installed. hashlib, because Python's hash() is salted.
+    # Stroke variants draw from their own stream, so adding them leaves the others unchanged.
     digest = hashlib.sha256(job.name.encode()).digest()
-    return np.random.default_rng([job.seed, int.from_bytes(digest[:8], "little")])
+    key = [job.seed, int.from_bytes(digest[:8], "little")]
+    return np.random.default_rng(key + [stream] if stream else key)
 
 
 def _draw(font, char: str, px: int, offset: tuple[float, float], ink: int, paper: int):
@@ -113,15 +121,25 @@ def _reweight(canvas: Image.Image, step: int, dark_ink: bool) -> Image.Image:
     return thinned if ink(thinned) >= _MIN_KEPT_INK * ink(canvas) else canvas
 
 
+def _stroke_variants(font, char: str, job: RenderJob, spec, rng) -> list[np.ndarray]:
+    """The glyph thinned once, then redrawn `job.stroke_variants` times with other pens."""
+    canvas = _trim(_draw(font, char, _STROKE_EM, (0.0, 0.0), 255, 0), dark_ink=False, pad=2)
+    skeleton = thin(np.asarray(canvas) > 127)
+    return [
+        preprocess(draw_skeleton(skeleton, _STROKE_EM, rng, StrokeStyle()), spec)
+        for _ in range(job.stroke_variants)
+    ]
+
+
 def render_face(job: RenderJob) -> np.ndarray:
     """Draws and preprocesses every character of one face.
 
     Args:
-      job: the face, preprocessing spec (as a dict), number of variants and seed.
+      job: the face, preprocessing spec (as a dict), numbers of variants and seed.
 
     Returns:
-      uint8 [62 * variants, size, size], ordered by character then variant (class index
-      `i // variants`).
+      uint8 [62 * per_char, size, size] with per_char = variants + stroke_variants, ordered by
+      character, then the plain variants, then the stroke variants (class `i // per_char`).
     """
     spec = PreprocessSpec.from_dict(job.spec)
     # Draw the way the spec expects input to look (any polarity "auto" accepts).
@@ -135,9 +153,15 @@ def render_face(job: RenderJob) -> np.ndarray:
         for _ in range(job.variants - 1)
     ]
     fonts = [load_face(job.path, job.index, px) for px in sizes]
+    stroke_font = load_face(job.path, job.index, _STROKE_EM) if job.stroke_variants else None
+    stroke_rng = _face_rng(job, stream=1)
 
-    out = np.zeros((len(CLASSES) * job.variants, spec.size, spec.size), np.uint8)
+    per_char = job.variants + job.stroke_variants
+    out = np.zeros((len(CLASSES) * per_char, spec.size, spec.size), np.uint8)
     for c, char in enumerate(CLASSES):
+        if stroke_font is not None:
+            drawn = _stroke_variants(stroke_font, char, job, spec, stroke_rng)
+            out[c * per_char + job.variants : (c + 1) * per_char] = drawn
         for v in range(job.variants):
             if v == 0:
                 offset, step = (0.0, 0.0), 0
@@ -151,5 +175,5 @@ def render_face(job: RenderJob) -> np.ndarray:
                 # stroke filter and preprocessing ~4x cheaper.
                 canvas = _trim(canvas, dark_ink, pad=max(4, sizes[v] // 8))
             canvas = _reweight(canvas, step, dark_ink)
-            out[c * job.variants + v] = preprocess(canvas, spec)
+            out[c * per_char + v] = preprocess(canvas, spec)
     return out

@@ -31,6 +31,14 @@ from charjax.errors import CharjaxError
 from charjax.labels import CLASSES
 from charjax.preprocess import PreprocessSpec
 
+# Family names (or their starts) of handwriting-style faces in Debian's font packages
+# fonts-comic-neue, -humor-sans, -dkg-handwriting, -bwht, -dancingscript, -lobstertwo,
+# -tlwg-purisa-ttf, -sjfonts and -breip: `--handwriting` selects these.
+HANDWRITING_FAMILIES = (
+    "Comic Neue", "Humor Sans", "DkgHandwriting", "Because We", "Dancing Script",
+    "Lobster Two", "Purisa", "Delphine", "Steve", "Breip",
+)  # fmt: skip
+
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc", ".pfb", ".t1", ".woff", ".woff2")
 ENV_VAR = "CHARJAX_FONTS"
 
@@ -45,6 +53,11 @@ class FontOptions:
       system_fonts: also search the usual font folders of Linux, macOS and Windows.
       variants: renderings per glyph; variant 0 is plain, the others vary size, stroke
         weight and position slightly.
+      stroke_variants: extra renderings per glyph in stroke style: the glyph thinned to its
+        skeleton and redrawn with a round pen of random width, jittered, like a mouse drawing
+        (see `charjax.data.strokes`). They follow the plain variants of each glyph.
+      families: keep only faces whose family name starts with one of these (case-insensitive);
+        empty keeps all. `HANDWRITING_FAMILIES` selects the handwriting-style faces.
       seed: seeds the variants (splits depend only on font names, not on the seed).
       workers: processes for checking and drawing; 0 picks one per CPU for large font sets.
     """
@@ -53,6 +66,8 @@ class FontOptions:
     font_paths: tuple[str, ...] = ()
     system_fonts: bool = True
     variants: int = 4
+    stroke_variants: int = 0
+    families: tuple[str, ...] = ()
     seed: int = 0
     workers: int = 0
 
@@ -60,6 +75,10 @@ class FontOptions:
         PreprocessSpec(size=self.size)  # validates the size with the usual message
         if not 1 <= self.variants <= 64:
             raise CharjaxError(f"variants must be between 1 and 64, got {self.variants}")
+        if not 0 <= self.stroke_variants <= 64:
+            raise CharjaxError(
+                f"stroke variants must be between 0 and 64, got {self.stroke_variants}"
+            )
         if self.workers < 0:
             raise CharjaxError(f"workers must be >= 0, got {self.workers}")
 
@@ -279,6 +298,22 @@ def select_faces(
     return kept, report
 
 
+def _of_families(faces: list[FontFace], families, report: FontReport) -> list[FontFace]:
+    """The faces whose family starts with one of `families`; the others are reported."""
+    prefixes = tuple(f.lower() for f in families)
+    kept = [f for f in faces if f.family.lower().startswith(prefixes)]
+    for face in faces:
+        if not face.family.lower().startswith(prefixes):
+            report.reject("not a selected family", face.name)
+    report.accepted = [f.name for f in kept]
+    if not kept:
+        raise CharjaxError(
+            f"none of the {len(faces)} usable faces belongs to the families "
+            f"{', '.join(families)}; is the font package installed?"
+        )
+    return kept
+
+
 def build_font_dataset(
     out: str | os.PathLike, options: FontOptions | None = None, *, progress: bool = True, **kw
 ) -> tuple[Path, FontReport]:
@@ -303,6 +338,8 @@ def build_font_dataset(
             f"or pass --fonts PATH or set {ENV_VAR}"
         )
     faces, report = select_faces(files, workers=opts.workers, progress=progress)
+    if opts.families:
+        faces = _of_families(faces, opts.families, report)
     if not faces:
         reasons = ", ".join(f"{r}: {len(n)}" for r, n in sorted(report.rejected.items()))
         raise CharjaxError(
@@ -313,15 +350,18 @@ def build_font_dataset(
     report.split = plan
 
     jobs = [
-        font_render.RenderJob(f.path, f.index, f.name, spec.to_dict(), opts.variants, opts.seed)
+        font_render.RenderJob(
+            f.path, f.index, f.name, spec.to_dict(), opts.variants, opts.seed, opts.stroke_variants
+        )
         for f in faces
     ]
     rendered = _parallel_map(
         font_render.render_face, jobs, opts.workers, progress, "drawing glyphs"
     )
-    per_face = len(CLASSES) * opts.variants
+    per_char = opts.variants + opts.stroke_variants
+    per_face = len(CLASSES) * per_char
     images = np.concatenate(rendered)
-    labels = np.tile(np.repeat(np.arange(len(CLASSES)), opts.variants), len(faces))
+    labels = np.tile(np.repeat(np.arange(len(CLASSES)), per_char), len(faces))
     groups = np.repeat(np.arange(len(faces)), per_face)
     splits = plan.example_splits(groups, labels)
     report.num_examples = len(labels)
@@ -336,6 +376,8 @@ def build_font_dataset(
         "families": {s: plan.families_in(s) for s in SPLITS},
         "filter": report.to_dict(),
         "variants": opts.variants,
+        "stroke_variants": opts.stroke_variants,
+        "families_selected": list(opts.families),
         "seed": opts.seed,
     }
     path = write_cache(out, images, labels, groups, splits, meta)
