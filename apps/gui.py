@@ -32,7 +32,9 @@ from PySide6.QtWidgets import (
 from charjax.apps.canvas import Canvas
 from charjax.apps.panels import ImagePanel, PredictionList, lookalike_note
 from charjax.apps.worker import PredictionService, Result
+from charjax.errors import CharjaxError
 from charjax.labels import CLASSES, char_to_index, sample_dir_name
+from charjax.predict import default_checkpoint
 
 # While the pen moves, predict at most this often; a finished stroke is predicted at once.
 THROTTLE_MS = 100
@@ -44,6 +46,14 @@ HOW_TO_TRAIN = (
     "runs/NAME</tt><br>or, from a source checkout (about 10 minutes on a laptop CPU):"
     "<br><tt>&nbsp;&nbsp;make demo</tt>"
 )
+
+
+def bundled_model() -> Path | None:
+    """The default model shipped with charjax, or None in an installation without one."""
+    try:
+        return default_checkpoint()
+    except CharjaxError:
+        return None
 
 
 def newest_run(runs_dir="runs") -> Path | None:
@@ -85,7 +95,9 @@ def save_sample(canvas: Canvas, samples_dir, label: str) -> Path:
 class MainWindow(QMainWindow):
     """The canvas on the left; what the model sees and says on the right."""
 
-    def __init__(self, checkpoint=None, generator=None, samples_dir=None, runs_dir="runs"):
+    def __init__(
+        self, checkpoint=None, generator=None, samples_dir=None, runs_dir="runs", bundled=True
+    ):
         super().__init__()
         self.setWindowTitle("charjax - draw a character")
         self.samples_dir = Path(samples_dir or DEFAULT_SAMPLES_DIR)
@@ -117,7 +129,9 @@ class MainWindow(QMainWindow):
         self.service.generator_failed.connect(self.reconstruction.show_message)
         self.service.result.connect(self._on_result)
         self._show_blank()
-        checkpoint = checkpoint or newest_run(runs_dir)
+        # The bundled model first: right after install it is the one to use; a user's own run
+        # is chosen explicitly (--checkpoint or File > Open).
+        checkpoint = checkpoint or (bundled_model() if bundled else None) or newest_run(runs_dir)
         if checkpoint is None:
             self._show_problem(HOW_TO_TRAIN)
         else:
@@ -311,7 +325,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--checkpoint",
         metavar="RUN",
-        help="a run directory from `charjax train` (default: the newest under ./runs)",
+        help="a run directory from `charjax train` (default: the bundled model, else the "
+        "newest run under ./runs)",
     )
     parser.add_argument(
         "--generator", metavar="RUN", help="an autoencoder run; shows its reconstruction"

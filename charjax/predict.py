@@ -21,6 +21,10 @@ from charjax.preprocess import PreprocessSpec, load_image, model_input, preproce
 
 _BUCKETS = (1, 8, 64, 256)
 
+# The bundled default model (see MODEL_CARD.md; `make pretrained` rebuilds it): a checkpoint
+# step folder inside the installed package, read like any other checkpoint.
+_PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -136,14 +140,22 @@ class Predictor:
             self.probabilities(np.zeros((b, self.spec.size, self.spec.size), np.uint8))
 
 
+def default_checkpoint() -> Path:
+    """The checkpoint of the default model shipped with charjax (see MODEL_CARD.md)."""
+    if not any(p.name.isdigit() for p in _PRETRAINED_DIR.glob("*")):
+        raise CharjaxError(
+            f"this charjax installation has no bundled model in {_PRETRAINED_DIR}; "
+            "rebuild it with `make pretrained`, or train one with `charjax train` and pass "
+            "its workdir"
+        )
+    return _PRETRAINED_DIR
+
+
 def load(path=None) -> Predictor:
     """Loads a trained classifier for prediction.
 
     Args:
-      path: a run directory from `charjax train` or a checkpoint directory.
+      path: a run directory from `charjax train` or a checkpoint directory; None loads the
+        bundled default model (`default_checkpoint()`).
     """
-    if path is None:
-        raise CharjaxError(
-            "no checkpoint given; train one with `charjax train` and pass its workdir"
-        )
-    return Predictor.load(path)
+    return Predictor.load(default_checkpoint() if path is None else path)

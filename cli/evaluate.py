@@ -5,10 +5,16 @@ import json
 import click
 
 from charjax.evaluate import evaluate_checkpoint
+from charjax.predict import default_checkpoint
 
 
 @click.command(name="eval")
-@click.option("--checkpoint", required=True, help="A run directory or checkpoint directory.")
+@click.option(
+    "--checkpoint",
+    default=None,
+    help="A run directory or checkpoint directory [default: the bundled model; give it "
+    "--data, as its training data is not on this machine].",
+)
 @click.option(
     "--data",
     default=None,
@@ -36,6 +42,7 @@ def evaluate(checkpoint, data, split, as_json):
       charjax eval --checkpoint runs/resnet --split test
       charjax eval --checkpoint runs/resnet --data folder:my_letters/ --json
     """
+    checkpoint = checkpoint or str(default_checkpoint())
     report = evaluate_checkpoint(checkpoint, data=data, split=split)
     report.pop("confusion")
     if as_json:

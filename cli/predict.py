@@ -8,7 +8,11 @@ from charjax.predict import load
 
 
 @click.command()
-@click.option("--checkpoint", default=None, help="A run directory or checkpoint directory.")
+@click.option(
+    "--checkpoint",
+    default=None,
+    help="A run directory or checkpoint directory [default: the bundled model].",
+)
 @click.option("--top-k", default=5, show_default=True, type=int, help="Guesses per image.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line per image.")
 @click.argument("images", nargs=-1, required=True, type=click.Path())
@@ -17,6 +21,7 @@ def predict(checkpoint, top_k, as_json, images):
 
     \b
     Example:
+      charjax predict letter.png                 # with the bundled model
       charjax predict --checkpoint runs/resnet letter.png photo.jpg
     """
     predictor = load(checkpoint)

@@ -192,7 +192,7 @@ def test_save_as_sample_writes_the_folder_dataset_layout(app, window, tmp_path, 
 
 
 def test_without_a_checkpoint_the_window_says_how_to_train_one(app, tmp_path):
-    win = MainWindow(runs_dir=tmp_path / "no_runs")
+    win = MainWindow(runs_dir=tmp_path / "no_runs", bundled=False)
     win.show()
     app.processEvents()
     text = win.banner.text()
