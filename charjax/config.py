@@ -16,7 +16,9 @@ from charjax.errors import CharjaxError
 SCHEDULES = ("cosine", "constant")
 
 # Options that may change when a run is resumed: they affect bookkeeping, not the result.
-RESUMABLE_CHANGES = frozenset({"eval_every", "checkpoint_every", "log_every", "data_dir"})
+RESUMABLE_CHANGES = frozenset(
+    {"eval_every", "checkpoint_every", "log_every", "data_dir", "tensorboard", "histogram_every"}
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class TrainConfig:
       eval_every: evaluate on the val split every N steps (0: only at the end).
       checkpoint_every: save the latest checkpoint every N steps (and always at the end).
       log_every: append training metrics to metrics.jsonl every N steps.
+      tensorboard: also write metrics as TensorBoard event files to WORKDIR/tensorboard.
+      histogram_every: with `tensorboard`, write histograms of the params every N steps.
     """
 
     arch: str = "resnet-small"
@@ -60,6 +64,8 @@ class TrainConfig:
     eval_every: int = 500
     checkpoint_every: int = 500
     log_every: int = 20
+    tensorboard: bool = False
+    histogram_every: int = 500
 
     def __post_init__(self):
         checks = [
@@ -79,6 +85,7 @@ class TrainConfig:
                 self.eval_every >= 0 and self.checkpoint_every >= 0 and self.log_every > 0,
                 "eval/checkpoint/log intervals must be >= 0",
             ),
+            (self.histogram_every > 0, f"histogram interval must be > 0: {self.histogram_every}"),
             (8 <= self.image_size <= 256, f"image size must be in [8, 256], got {self.image_size}"),
         ]
         for ok, message in checks:

@@ -14,6 +14,7 @@ from charjax.data.sources import resolve_data
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES, FOLD_TABLE
 from charjax.predict import Predictor
+from charjax.report import write_report
 
 
 def load_eval_data(predictor: Predictor, data: str | None, split: str):
@@ -61,9 +62,18 @@ def accuracy_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     }
 
 
-def evaluate_checkpoint(checkpoint, data: str | None = None, split: str = "test") -> dict:
-    """Evaluates a checkpoint. See `accuracy_report` for the keys; adds `data` and `checkpoint`."""
+def evaluate_checkpoint(
+    checkpoint, data: str | None = None, split: str = "test", report_dir=None
+) -> dict:
+    """Evaluates a checkpoint. See `accuracy_report` for the keys; adds `data` and `checkpoint`.
+
+    With `report_dir`, also writes the pictures and report.md of `charjax.report` there and
+    adds `report` (the path of report.md).
+    """
     predictor = Predictor.load(checkpoint)
     images, labels, where = load_eval_data(predictor, data, split)
-    report = accuracy_report(predictor.probabilities(images), labels)
-    return {"checkpoint": str(checkpoint), "data": where, **report}
+    probs = predictor.probabilities(images)
+    report = {"checkpoint": str(checkpoint), "data": where, **accuracy_report(probs, labels)}
+    if report_dir is not None:
+        report["report"] = str(write_report(report_dir, images, labels, probs, report))
+    return report

@@ -29,6 +29,7 @@ from charjax.data.sources import resolve_data
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES, NUM_CLASSES
 from charjax.models import get_model
+from charjax.tensorboard import TensorBoardWriter
 from charjax.train import (
     create_train_state,
     jit_eval_step,
@@ -81,19 +82,24 @@ class _StopOnSignal:
 
 
 class _MetricsLog:
-    """Appends JSON lines to WORKDIR/metrics.jsonl (process 0 only)."""
+    """Appends JSON lines to WORKDIR/metrics.jsonl (process 0 only), and to TensorBoard."""
 
-    def __init__(self, path: Path, enabled: bool):
+    def __init__(self, path: Path, enabled: bool, board: TensorBoardWriter | None = None):
         self.file = path.open("a") if enabled else None
+        self.board = board
 
     def write(self, record: dict[str, Any]) -> None:
         if self.file:
             self.file.write(json.dumps(record) + "\n")
             self.file.flush()
+        if self.board:
+            self.board.write(record)
 
     def close(self):
         if self.file:
             self.file.close()
+        if self.board:
+            self.board.close()
 
 
 def evaluate_arrays(state, eval_step, arrays, batch_size: int, mesh) -> dict[str, float]:
@@ -186,7 +192,8 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
         f"{parallel.describe_devices()}."
     )
     train_step, eval_step = jit_train_step(config, schedule, mesh), jit_eval_step(mesh)
-    log = _MetricsLog(workdir / "metrics.jsonl", is_main)
+    board = TensorBoardWriter(workdir / "tensorboard") if config.tensorboard and is_main else None
+    log = _MetricsLog(workdir / "metrics.jsonl", is_main, board)
     start_step = int(state.step)
     t_start = time.time()
     pending: list[tuple[int, dict]] = []
@@ -300,6 +307,8 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
                 bar.update(1)
                 if step % config.log_every == 0:
                     flush(step)
+                if board and step % config.histogram_every == 0:
+                    board.histograms(step, state.params)
                 evaluate = config.eval_every and step % config.eval_every == 0
                 if evaluate or (config.checkpoint_every and step % config.checkpoint_every == 0):
                     save(step, evaluate=bool(evaluate))

@@ -34,16 +34,25 @@ from charjax.predict import default_checkpoint
     is_flag=True,
     help="Print exactly one JSON object (n, top1, top5, top1_case_insensitive, per_class).",
 )
-def evaluate(checkpoint, data, split, as_json):
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also write a report into DIR: confusion matrix, per-class accuracy and most "
+    "confident mistakes (PNGs), and report.md linking them.",
+)
+def evaluate(checkpoint, data, split, as_json, report_dir):
     """Evaluate a trained classifier.
 
     \b
     Example:
       charjax eval --checkpoint runs/resnet --split test
       charjax eval --checkpoint runs/resnet --data folder:my_letters/ --json
+      charjax eval --checkpoint runs/resnet --report reports/resnet
     """
     checkpoint = checkpoint or str(default_checkpoint())
-    report = evaluate_checkpoint(checkpoint, data=data, split=split)
+    report = evaluate_checkpoint(checkpoint, data=data, split=split, report_dir=report_dir)
     report.pop("confusion")
     if as_json:
         click.echo(json.dumps(report))
@@ -54,3 +63,5 @@ def evaluate(checkpoint, data, split, as_json):
     click.echo(f"  top-5                   {report['top5']:.4f}")
     worst = sorted(report["per_class"].items(), key=lambda kv: kv[1])[:8]
     click.echo("  hardest classes: " + ", ".join(f"{c} {a:.2f}" for c, a in worst))
+    if report_dir:
+        click.echo(f"  report                  {report['report']}")

@@ -7,6 +7,7 @@ import click
 from charjax.cli.data import data
 from charjax.cli.demo import demo
 from charjax.cli.evaluate import evaluate
+from charjax.cli.inspect import filters, plot, show
 from charjax.cli.models import models
 from charjax.cli.predict import predict
 from charjax.cli.train import train
@@ -30,6 +31,9 @@ cli.add_command(data)
 cli.add_command(train)
 cli.add_command(evaluate)
 cli.add_command(predict)
+cli.add_command(show)
+cli.add_command(filters)
+cli.add_command(plot)
 cli.add_command(models)
 cli.add_command(demo)
 

@@ -102,6 +102,19 @@ D = TrainConfig()  # defaults shown in --help come from the one config
     help="Write train metrics to metrics.jsonl every N steps.",
 )
 @click.option(
+    "--tensorboard",
+    is_flag=True,
+    help="Also write TensorBoard event files to WORKDIR/tensorboard (needs "
+    "'charjax[tensorboard]'; view with `tensorboard --logdir WORKDIR`).",
+)
+@click.option(
+    "--histogram-every",
+    default=D.histogram_every,
+    show_default=True,
+    type=int,
+    help="With --tensorboard: write histograms of the params every N steps.",
+)
+@click.option(
     "--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."
 )
 def train(workdir, progress, **options):
@@ -111,6 +124,7 @@ def train(workdir, progress, **options):
     Example:
       charjax train --arch resnet-small --workdir runs/resnet
       charjax train --arch cnn-small --image-size 64 --epochs 30 --workdir runs/cnn64
+      charjax train --arch tiny --steps 200 --workdir runs/tb --tensorboard
 
     Running the same command again on the same --workdir resumes from the latest checkpoint;
     Ctrl-C saves a checkpoint first.
