@@ -1,0 +1,172 @@
+"""The bundled default model: export a trained run into the package, and measure it.
+
+    make pretrained          # builds the data, trains, then runs:
+    python -m charjax.bundle --run RUN --fonts FONT_CACHE --drawn DRAWN_FOLDER
+
+`export_run` copies the best checkpoint's model and meta items (no optimizer state, so the
+package stays small) into `charjax/pretrained/<step>/`, where `charjax.predict.load()` finds
+it. `measure` computes the numbers of MODEL_CARD.md's table: held-out font families (plain and
+stroke-style renderings), the drawn-glyph set (`charjax.apps.drawn_set`) and batch-1 latency.
+"""
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from charjax.checkpoint import find_checkpoint
+from charjax.data.cache import SPLITS, load_cache
+from charjax.data.folder import read_folder
+from charjax.evaluate import accuracy_report
+from charjax.labels import CLASSES, FOLD_TABLE
+from charjax.predict import _PRETRAINED_DIR, Predictor
+from charjax.preprocess import load_image
+
+# Items a predictor reads (see charjax.checkpoint); "train" holds the optimizer state.
+_INFERENCE_ITEMS = ("model", "meta", "_CHECKPOINT_METADATA")
+
+
+def export_run(run, out=_PRETRAINED_DIR) -> Path:
+    """Copies the best (else latest) checkpoint of `run` into `out/<step>/`, replacing `out`.
+
+    Returns:
+      the step directory written.
+    """
+    directory, step = find_checkpoint(run)
+    out = Path(out)
+    for old in out.glob("*"):
+        if old.name.isdigit():
+            shutil.rmtree(old)
+    target = out / str(step)
+    target.mkdir(parents=True)
+    for item in _INFERENCE_ITEMS:
+        source = directory / str(step) / item
+        if source.is_dir():
+            shutil.copytree(source, target / item)
+        elif source.exists():
+            shutil.copy2(source, target / item)
+    return target
+
+
+def folder_size(path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def confused_pairs(confusion: np.ndarray, top: int = 8) -> list[tuple[str, str, int]]:
+    """The most frequent (true, predicted, count) mistakes, ignoring case-only mistakes."""
+    c = np.array(confusion)
+    np.fill_diagonal(c, 0)
+    c[FOLD_TABLE[:, None] == FOLD_TABLE[None, :]] = 0
+    order = np.argsort(-c, axis=None)[:top]
+    return [
+        (CLASSES[i], CLASSES[j], int(c[i, j]))
+        for i, j in zip(*np.unravel_index(order, c.shape), strict=True)
+        if c[i, j]
+    ]
+
+
+def _summary(probs: np.ndarray, labels: np.ndarray) -> dict:
+    r = accuracy_report(probs, labels)
+    return {
+        "n": r["n"],
+        "top1": r["top1"],
+        "top1_case_insensitive": r["top1_case_insensitive"],
+        "confused": confused_pairs(np.asarray(r["confusion"])),
+    }
+
+
+def font_test_sets(predictor: Predictor, fonts) -> dict[str, dict]:
+    """Accuracy on the test split (held-out families) of a font cache, by rendering style.
+
+    The cache's examples are ordered face, character, then `variants` plain renderings and
+    `stroke_variants` stroke-style ones (see `charjax.data.fonts`), so the position within
+    a glyph tells the style.
+    """
+    cache = load_cache(fonts)
+    plain = int(cache.meta["variants"])
+    per_char = plain + int(cache.meta.get("stroke_variants", 0))
+    test = cache.indices("test")
+    position = test % per_char
+    probs = predictor.probabilities(np.asarray(cache.images[test]))
+    labels = np.asarray(cache.labels[test])
+    out = {"held-out fonts, plain": _summary(probs[position < plain], labels[position < plain])}
+    if per_char > plain:
+        stroke = position >= plain
+        out["held-out fonts, stroke style"] = _summary(probs[stroke], labels[stroke])
+    out["held-out fonts, plain"]["families"] = len(cache.meta["families"][SPLITS[2]])
+    return out
+
+
+def drawn_sets(predictor: Predictor, drawn) -> dict[str, dict]:
+    """Accuracy on the drawn-glyph folder: all of it, per Hershey face and per pen width."""
+    items = read_folder(Path(drawn))
+    images = predictor.preprocess([load_image(path) for path, _ in items])
+    labels = np.asarray([label for _, label in items])
+    probs = predictor.probabilities(images)
+    names = [Path(path).stem for path, _ in items]  # "<face>-w<width>-<k>"
+    out = {"drawn glyphs": _summary(probs, labels)}
+    for key in sorted({n.split("-")[0] for n in names} | {n.split("-")[1] for n in names}):
+        sel = np.asarray([key in n.split("-")[:2] for n in names])
+        out[f"drawn glyphs, {key}"] = _summary(probs[sel], labels[sel])
+    return out
+
+
+def latency_ms(predictor: Predictor, repeats: int = 300) -> dict[str, float]:
+    """Median batch-1 times in ms: the jitted forward pass, and preprocess + forward."""
+    image = np.zeros((400, 400), np.uint8)
+    image[100:300, 190:210] = 255  # a drawn "l" on a GUI-sized canvas
+    predictor.warmup((1,))  # compile first, so we are not measuring compilation
+    forward, full = [], []
+    x = predictor.preprocess(image)
+    for _ in range(repeats):
+        t = time.perf_counter()
+        predictor.probabilities(x)
+        forward.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        predictor.predict(image, top_k=5)
+        full.append(time.perf_counter() - t)
+    return {
+        "forward_ms": 1e3 * float(np.median(forward)),
+        "preprocess_and_forward_ms": 1e3 * float(np.median(full)),
+    }
+
+
+def measure(checkpoint, fonts=None, drawn=None) -> dict:
+    """The model card's numbers for `checkpoint` (see the module docstring)."""
+    predictor = Predictor.load(checkpoint)
+    out = {"checkpoint": str(checkpoint), "size_bytes": folder_size(find_checkpoint(checkpoint)[0])}
+    if fonts:
+        out.update(font_test_sets(predictor, fonts))
+    if drawn:
+        out.update(drawn_sets(predictor, drawn))
+    out["latency"] = latency_ms(predictor)
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Export a run as the bundled model; measure it.")
+    parser.add_argument("--run", help="a workdir to export into charjax/pretrained first")
+    parser.add_argument("--fonts", help="the font cache the run trained on (its test split)")
+    parser.add_argument("--drawn", help="the drawn-glyph folder (charjax.apps.drawn_set)")
+    parser.add_argument("--json", help="also write the numbers to this JSON file")
+    args = parser.parse_args(argv)
+    if args.run:
+        print(f"exported {args.run} to {export_run(args.run)}")
+    numbers = measure(_PRETRAINED_DIR, args.fonts, args.drawn)
+    for name, r in numbers.items():
+        if isinstance(r, dict) and "top1" in r:
+            pairs = ", ".join(f"{t}->{p} {n}" for t, p, n in r["confused"][:5])
+            print(
+                f"{name:34s} n={r['n']:6d}  top1 {r['top1']:.4f}  "
+                f"case-insensitive {r['top1_case_insensitive']:.4f}  ({pairs})"
+            )
+    print(f"size {numbers['size_bytes'] / 1e6:.2f} MB, latency {numbers['latency']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(numbers, indent=1))
+
+
+if __name__ == "__main__":
+    main()
