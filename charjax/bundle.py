@@ -25,6 +25,9 @@ from charjax.labels import CLASSES, FOLD_TABLE
 from charjax.predict import _PRETRAINED_DIR, Predictor
 from charjax.preprocess import load_image
 
+# Letters whose two cases are one shape once cropped to the ink (see MODEL_CARD.md).
+SAME_SHAPE_CASES = "cosvwxz"
+
 # Items a predictor reads (see charjax.checkpoint); "train" holds the optimizer state.
 _INFERENCE_ITEMS = ("model", "meta", "_CHECKPOINT_METADATA")
 
@@ -68,12 +71,24 @@ def confused_pairs(confusion: np.ndarray, top: int = 8) -> list[tuple[str, str, 
     ]
 
 
+def case_only_errors(confusion: np.ndarray) -> dict[str, float]:
+    """Shares of all examples whose only mistake is the case: in total, and for the letters
+    whose cases are one shape when cropped (`SAME_SHAPE_CASES`)."""
+    c = np.array(confusion)
+    np.fill_diagonal(c, 0)
+    case_only = np.where(FOLD_TABLE[:, None] == FOLD_TABLE[None, :], c, 0)
+    same = [CLASSES.index(x) for x in SAME_SHAPE_CASES + SAME_SHAPE_CASES.upper()]
+    n = max(int(np.sum(confusion)), 1)
+    return {"all": case_only.sum() / n, SAME_SHAPE_CASES: case_only[same].sum() / n}
+
+
 def _summary(probs: np.ndarray, labels: np.ndarray) -> dict:
     r = accuracy_report(probs, labels)
     return {
         "n": r["n"],
         "top1": r["top1"],
         "top1_case_insensitive": r["top1_case_insensitive"],
+        "case_only_errors": case_only_errors(np.asarray(r["confusion"])),
         "confused": confused_pairs(np.asarray(r["confusion"])),
     }
 
@@ -159,9 +174,11 @@ def main(argv=None) -> None:
     for name, r in numbers.items():
         if isinstance(r, dict) and "top1" in r:
             pairs = ", ".join(f"{t}->{p} {n}" for t, p, n in r["confused"][:5])
+            case = r["case_only_errors"]
             print(
                 f"{name:34s} n={r['n']:6d}  top1 {r['top1']:.4f}  "
-                f"case-insensitive {r['top1_case_insensitive']:.4f}  ({pairs})"
+                f"case-insensitive {r['top1_case_insensitive']:.4f}  case-only errors "
+                f"{case['all']:.4f} ({SAME_SHAPE_CASES}: {case[SAME_SHAPE_CASES]:.4f})  ({pairs})"
             )
     print(f"size {numbers['size_bytes'] / 1e6:.2f} MB, latency {numbers['latency']}")
     if args.json:
