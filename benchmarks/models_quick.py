@@ -17,7 +17,7 @@ from functools import partial
 import jax
 import optax
 
-from charjax.models import MODELS, get_model
+from charjax.models import get_model, model_names
 from charjax.models.info import count_params, forward_flops
 from charjax.models.resnet import ResNet
 
@@ -100,7 +100,7 @@ def main():
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
 
-    builders = {n: partial(get_model, n) for n in MODELS} | CANDIDATES
+    builders = {n: partial(get_model, n) for n in model_names("classifier")} | CANDIDATES
     if args.only:
         builders = {n: b for n, b in builders.items() if n in args.only}
     benches = [Bench(n, b(), s, args.batch) for s in args.sizes for n, b in builders.items()]

@@ -45,6 +45,8 @@ class TrainConfig:
       log_every: append training metrics to metrics.jsonl every N steps.
       tensorboard: also write metrics as TensorBoard event files to WORKDIR/tensorboard.
       histogram_every: with `tensorboard`, write histograms of the params every N steps.
+      latent_dim: size of a generative model's latent code (None: the architecture's own).
+      beta: weight of the KL term in a VAE's loss (reconstruction + beta * KL).
     """
 
     arch: str = "resnet-small"
@@ -66,6 +68,8 @@ class TrainConfig:
     log_every: int = 20
     tensorboard: bool = False
     histogram_every: int = 500
+    latent_dim: int | None = None
+    beta: float = 1.0
 
     def __post_init__(self):
         checks = [
@@ -87,6 +91,11 @@ class TrainConfig:
             ),
             (self.histogram_every > 0, f"histogram interval must be > 0: {self.histogram_every}"),
             (8 <= self.image_size <= 256, f"image size must be in [8, 256], got {self.image_size}"),
+            (
+                self.latent_dim is None or 1 <= self.latent_dim <= 1024,
+                f"latent dim must be in [1, 1024], got {self.latent_dim}",
+            ),
+            (self.beta >= 0, f"beta must be >= 0, got {self.beta}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -1,4 +1,5 @@
-"""Accuracy of a trained classifier on a prepared dataset split or directly on an image folder.
+"""Accuracy of a trained classifier on a prepared dataset split or directly on an image folder;
+reconstruction error (and KL) of an autoencoder, VAE or CVAE on the same data.
 
 charjax eval --checkpoint runs/resnet --split test --json
 charjax eval --checkpoint runs/resnet --data folder:my_handwriting/
@@ -9,15 +10,18 @@ from typing import Any
 
 import numpy as np
 
+from charjax.checkpoint import load_for_inference
 from charjax.data.folder import load_folder_images
 from charjax.data.sources import resolve_data
 from charjax.errors import CharjaxError
+from charjax.generate import Generator
 from charjax.labels import CLASSES, FOLD_TABLE
+from charjax.models.autoencoder import GENERATIVE_KINDS
 from charjax.predict import Predictor
 from charjax.report import write_report
 
 
-def load_eval_data(predictor: Predictor, data: str | None, split: str):
+def load_eval_data(predictor: Predictor | Generator, data: str | None, split: str):
     """(uint8 images [N, S, S], int labels [N], description) for an eval request.
 
     `folder:PATH` reads images through the checkpoint's own preprocessing; anything else is a
@@ -69,7 +73,18 @@ def evaluate_checkpoint(
 
     With `report_dir`, also writes the pictures and report.md of `charjax.report` there and
     adds `report` (the path of report.md).
+
+    An autoencoder, VAE or CVAE gets `Generator.evaluate`'s keys instead (n, loss, recon, mse
+    and, for the VAEs, kl), with `kind`, `data` and `checkpoint`.
     """
+    variables, meta = load_for_inference(checkpoint)
+    if meta.get("kind", "classifier") in GENERATIVE_KINDS:
+        if report_dir is not None:
+            raise CharjaxError("--report draws a classifier's mistakes; this is a generative run")
+        gen = Generator.from_loaded(variables, meta, str(checkpoint))
+        images, labels, where = load_eval_data(gen, data, split)
+        report = gen.evaluate(images, labels)
+        return {"checkpoint": str(checkpoint), "data": where, "kind": gen.kind, **report}
     predictor = Predictor.load(checkpoint)
     images, labels, where = load_eval_data(predictor, data, split)
     probs = predictor.probabilities(images)

@@ -27,8 +27,8 @@ from charjax.data.cache import write_json_atomic
 from charjax.data.pipeline import BatchIterator
 from charjax.data.sources import resolve_data
 from charjax.errors import CharjaxError
-from charjax.labels import CLASSES, NUM_CLASSES
-from charjax.models import get_model
+from charjax.labels import CLASSES
+from charjax.losses import Objective, build_model, improves, model_kind, objective_for
 from charjax.tensorboard import TensorBoardWriter
 from charjax.train import (
     create_train_state,
@@ -102,8 +102,11 @@ class _MetricsLog:
             self.board.close()
 
 
-def evaluate_arrays(state, eval_step, arrays, batch_size: int, mesh) -> dict[str, float]:
-    """Loss and accuracies of `state` over every example of `arrays` exactly once."""
+def evaluate_arrays(
+    state, eval_step, arrays, batch_size: int, mesh, objective: Objective
+) -> dict[str, float]:
+    """The objective's metrics of `state` (loss, accuracies or reconstruction error) over
+    every example of `arrays` exactly once."""
     totals: dict[str, float] = {}
     put = lambda b: parallel.put_batch(b, mesh)
     with BatchIterator(
@@ -117,18 +120,11 @@ def evaluate_arrays(state, eval_step, arrays, batch_size: int, mesh) -> dict[str
         for batch in it:
             for k, v in jax.device_get(eval_step(state, batch)).items():
                 totals[k] = totals.get(k, 0.0) + float(v)
-    n = max(totals.get("count", 0.0), 1.0)
-    return {
-        "n": int(totals.get("count", 0)),
-        "loss": totals.get("loss", 0.0) / n,
-        "accuracy": totals.get("correct", 0.0) / n,
-        "accuracy_ci": totals.get("correct_ci", 0.0) / n,
-        "top5": totals.get("correct_top5", 0.0) / n,
-    }
+    return objective.summarize(totals)
 
 
 def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> dict[str, Any]:
-    """Trains (or resumes) a classifier and returns a summary.
+    """Trains (or resumes) a model of any registered kind and returns a summary.
 
     Args:
       config: the run's options.
@@ -136,14 +132,18 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
       progress: show a progress bar (process 0 only).
       echo: where status lines go (process 0 only).
     Returns:
-      A dict with the final step, val metrics, best val accuracy, throughput and paths.
+      A dict with the final step, val metrics, the best val accuracy (classifiers) or loss
+      (generative models), throughput and paths.
     """
     workdir = Path(workdir)
     is_main = jax.process_index() == 0
     say = echo if is_main else (lambda *a, **k: None)
     mesh = parallel.make_mesh()
     parallel.check_batch_size(config.batch_size, mesh)
-    model = get_model(config.arch, num_classes=NUM_CLASSES)
+    model = build_model(config)
+    objective = objective_for(config)
+    # Classifiers keep the best val accuracy, generative models the lowest val loss.
+    best_key = f"best_val_{objective.best_metric}"
     _check_config_matches(workdir, config)
 
     cache = resolve_data(config.data, config.image_size, config.data_dir, progress=progress)
@@ -160,7 +160,7 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
 
     run_info = {
         "config": config.to_dict(),
-        "kind": "classifier",
+        "kind": model_kind(config.arch),
         "classes": CLASSES,
         "preprocess": cache.meta["preprocess"],
         "data": {
@@ -173,7 +173,7 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
     }
     workdir.mkdir(parents=True, exist_ok=True)
     ckpts = RunCheckpoints(workdir)
-    iterator_state, best_accuracy = None, -1.0
+    iterator_state, best = None, objective.no_best
     if ckpts.latest_step() is not None:
         abstract = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
@@ -181,7 +181,7 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
         )
         items, meta = ckpts.restore_latest(abstract)
         state = state.with_checkpoint_items(items)
-        iterator_state, best_accuracy = meta["iterator"], meta.get("best_val_accuracy", -1.0)
+        iterator_state, best = meta["iterator"], meta.get(best_key, objective.no_best)
         say(f"Resuming {workdir} from step {int(state.step)} of {total_steps}.")
     if is_main:
         write_json_atomic(workdir / "config.json", run_info)
@@ -191,7 +191,7 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
         f"{len(val_arrays['label'])} val images, {config.image_size}px) for {total_steps} steps; "
         f"{parallel.describe_devices()}."
     )
-    train_step, eval_step = jit_train_step(config, schedule, mesh), jit_eval_step(mesh)
+    train_step, eval_step = jit_train_step(config, schedule, mesh), jit_eval_step(config, mesh)
     board = TensorBoardWriter(workdir / "tensorboard") if config.tensorboard and is_main else None
     log = _MetricsLog(workdir / "metrics.jsonl", is_main, board)
     start_step = int(state.step)
@@ -235,19 +235,19 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
         if bar is not None:
             bar.set_postfix(
                 loss=f"{m['loss']:.3f}",
-                acc=f"{m['accuracy']:.3f}",
+                **{name: f"{m[key]:.3f}" for name, key in objective.progress.items()},
                 lr=f"{m['lr']:.2g}",
                 img_s=f"{m['images_per_sec']:.0f}",
             )
         window.update(t=now, steps=0, wait=0.0)
 
     def save(step_now: int, evaluate: bool) -> None:
-        nonlocal best_accuracy
+        nonlocal best
         flush(step_now, write=False)  # never save a state that went NaN
         is_best = False
         if evaluate and len(val_arrays["label"]) and last["eval_step"] != step_now:
             last["eval_step"] = step_now
-            val = evaluate_arrays(state, eval_step, val_arrays, config.batch_size, mesh)
+            val = evaluate_arrays(state, eval_step, val_arrays, config.batch_size, mesh, objective)
             last["val"] = val
             log.write(
                 {
@@ -259,13 +259,13 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
                     **val,
                 }
             )
-            is_best = val["accuracy"] > best_accuracy
-            best_accuracy = max(best_accuracy, val["accuracy"])
+            is_best = improves(objective, val[objective.best_metric], best)
+            best = val[objective.best_metric] if is_best else best
         meta = {
             **run_info,
             "iterator": it.state(),
             "step": step_now,
-            "best_val_accuracy": best_accuracy,
+            best_key: best,
             "metrics": {"train": last["train"], "val": last["val"]},
         }
         ckpts.save(step_now, state.checkpoint_items(), meta, best=is_best)
@@ -320,7 +320,7 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
                     )
                     raise KeyboardInterrupt
             save(step, evaluate=True)
-            if best_accuracy < 0:  # no val split: the final model is the best we have
+            if best == objective.no_best:  # no val split: the final model is the best we have
                 ckpts.save(
                     step,
                     state.checkpoint_items(),
@@ -338,7 +338,7 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
         "step": int(state.step),
         "total_steps": total_steps,
         "val": last["val"],
-        "best_val_accuracy": best_accuracy,
+        best_key: best,
         "train": last["train"],
         "seconds": wall,
         "images_per_sec": (int(state.step) - start_step) * config.batch_size / max(wall, 1e-9),

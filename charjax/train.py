@@ -3,7 +3,9 @@
 `train_step(state, batch) -> (state, metrics)` is a pure function: augmentation, forward pass,
 loss and the optax update all happen inside one jitted, data-parallel XLA program with the old
 state donated. Randomness comes from the state's rng folded with the step, so a resumed run
-draws exactly the same augmentations and dropout masks as an uninterrupted one.
+draws exactly the same augmentations and dropout masks as an uninterrupted one. The loss is
+the objective of the model's kind (`charjax.losses`): cross-entropy for classifiers,
+reconstruction + beta * KL for the autoencoders.
 """
 
 import functools
@@ -20,7 +22,7 @@ from jax.sharding import Mesh
 from charjax import parallel
 from charjax.augment import AugmentConfig, augment_batch
 from charjax.config import TrainConfig
-from charjax.labels import FOLD_TABLE, NUM_CLASSES
+from charjax.losses import Objective, objective_for
 from charjax.preprocess import model_input
 
 
@@ -109,62 +111,45 @@ def create_train_state(
     )
 
 
-def _classification_metrics(logits, labels, mask):
-    """Per-example correctness, as sums weighted by `mask` (padding in eval batches)."""
-    top1 = jnp.argmax(logits, -1)
-    top5 = jax.lax.top_k(logits, 5)[1]
-    fold = jnp.asarray(FOLD_TABLE)
-    mask = mask.astype(jnp.float32)
-    return {
-        "correct": jnp.sum((top1 == labels) * mask),
-        "correct_ci": jnp.sum((fold[top1] == fold[labels]) * mask),
-        "correct_top5": jnp.sum(jnp.any(top5 == labels[:, None], -1) * mask),
-        "count": jnp.sum(mask),
-    }
-
-
 def train_step(
     state: TrainState,
     batch: dict[str, jax.Array],
     *,
     schedule: optax.Schedule,
     augment: AugmentConfig,
-    label_smoothing: float,
+    objective: Objective,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step on a global batch. Pure; jit it with `jit_train_step`.
 
     Args:
       state: the current TrainState (donated by the jitted version).
       batch: {"image": uint8 [B, H, W], "label": int32 [B], "mask": bool [B]}.
+      objective: the loss of the model's kind (static; see `charjax.losses`).
     Returns:
-      (new state, metrics) with loss, accuracy, lr and l2 norms of grads and params.
+      (new state, metrics) with loss, the objective's metrics (accuracy; or recon, mse and
+      kl), lr and l2 norms of grads and params.
     """
     rng = jax.random.fold_in(state.rng, state.step)
-    aug_rng, dropout_rng = jax.random.split(rng)
+    aug_rng, model_rng = jax.random.split(rng)  # model_rng: dropout, or a VAE's latent noise
     x = augment_batch(aug_rng, model_input(batch["image"]), augment)  # [B, H, W, 1]
-    labels = batch["label"]
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, NUM_CLASSES), label_smoothing)
 
     def loss_fn(params):
         variables = {"params": params}
         if state.batch_stats:
             variables["batch_stats"] = state.batch_stats
-        logits, updates = state.apply_fn(
-            variables, x, train=True, rngs={"dropout": dropout_rng}, mutable=["batch_stats"]
-        )
-        loss = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
-        return loss, (logits, updates.get("batch_stats", {}))
+        return objective.loss(state.apply_fn, variables, x, batch, model_rng)
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (batch_stats, objective_metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params
+    )
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new_state = state.replace(
         step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
     )
-    sums = _classification_metrics(logits, labels, batch["mask"])
     metrics = {
         "loss": loss,
-        "accuracy": sums["correct"] / sums["count"],
+        **objective_metrics,
         "lr": schedule(state.step),
         "grad_norm": optax.tree.norm(grads),
         "param_norm": optax.tree.norm(params),
@@ -172,16 +157,13 @@ def train_step(
     return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """Sums of loss and correct predictions over the unmasked examples of a batch."""
-    logits = state.apply_fn(state.variables(), model_input(batch["image"]), train=False)
-    mask = batch["mask"]
-    loss = optax.softmax_cross_entropy_with_integer_labels(
-        logits.astype(jnp.float32), batch["label"]
+def eval_step(
+    state: TrainState, batch: dict[str, jax.Array], *, objective: Objective
+) -> dict[str, jax.Array]:
+    """Sums of the objective's terms over a batch's unmasked examples (see `summarize`)."""
+    return objective.eval_sums(
+        state.apply_fn, state.variables(), model_input(batch["image"]), batch
     )
-    sums = _classification_metrics(logits, batch["label"], mask)
-    sums["loss"] = jnp.sum(loss * mask)
-    return sums
 
 
 def jit_train_step(config: TrainConfig, schedule: optax.Schedule, mesh: Mesh):
@@ -190,12 +172,13 @@ def jit_train_step(config: TrainConfig, schedule: optax.Schedule, mesh: Mesh):
         train_step,
         schedule=schedule,
         augment=AugmentConfig(strength=config.augment),
-        label_smoothing=config.label_smoothing,
+        objective=objective_for(config),
     )
     repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
     return jax.jit(step, in_shardings=(repl, sharded), out_shardings=(repl, repl), donate_argnums=0)
 
 
-def jit_eval_step(mesh: Mesh):
+def jit_eval_step(config: TrainConfig, mesh: Mesh):
+    step = functools.partial(eval_step, objective=objective_for(config))
     repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
-    return jax.jit(eval_step, in_shardings=(repl, sharded), out_shardings=repl)
+    return jax.jit(step, in_shardings=(repl, sharded), out_shardings=repl)

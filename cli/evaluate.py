@@ -43,7 +43,7 @@ from charjax.predict import default_checkpoint
     "confident mistakes (PNGs), and report.md linking them.",
 )
 def evaluate(checkpoint, data, split, as_json, report_dir):
-    """Evaluate a trained classifier.
+    """Evaluate a trained classifier (or the reconstructions of a generative model).
 
     \b
     Example:
@@ -53,11 +53,18 @@ def evaluate(checkpoint, data, split, as_json, report_dir):
     """
     checkpoint = checkpoint or str(default_checkpoint())
     report = evaluate_checkpoint(checkpoint, data=data, split=split, report_dir=report_dir)
-    report.pop("confusion")
+    report.pop("confusion", None)
     if as_json:
         click.echo(json.dumps(report))
         return
     click.echo(f"{report['data']}: {report['n']} images")
+    if "mse" in report:  # an autoencoder, VAE or CVAE: reconstruction, not accuracy
+        click.echo(f"  loss (recon + beta KL)  {report['loss']:.4f}")
+        click.echo(f"  reconstruction (BCE)    {report['recon']:.4f}  per image")
+        if "kl" in report:
+            click.echo(f"  KL                      {report['kl']:.4f}  per image")
+        click.echo(f"  mean squared error      {report['mse']:.5f}  per pixel, 0..1 scale")
+        return
     click.echo(f"  top-1                   {report['top1']:.4f}")
     click.echo(f"  top-1 case-insensitive  {report['top1_case_insensitive']:.4f}")
     click.echo(f"  top-5                   {report['top5']:.4f}")

@@ -7,6 +7,7 @@ import click
 from charjax.cli.data import data
 from charjax.cli.demo import demo
 from charjax.cli.evaluate import evaluate
+from charjax.cli.generate import reconstruct, sample, walk
 from charjax.cli.inspect import filters, plot, show
 from charjax.cli.models import models
 from charjax.cli.predict import predict
@@ -34,6 +35,9 @@ cli.add_command(predict)
 cli.add_command(show)
 cli.add_command(filters)
 cli.add_command(plot)
+cli.add_command(walk)
+cli.add_command(sample)
+cli.add_command(reconstruct)
 cli.add_command(models)
 cli.add_command(demo)
 

@@ -115,16 +115,30 @@ D = TrainConfig()  # defaults shown in --help come from the one config
     help="With --tensorboard: write histograms of the params every N steps.",
 )
 @click.option(
+    "--latent-dim",
+    default=None,
+    type=click.IntRange(1, 1024),
+    help="Autoencoders: size of the latent code [default: the arch's own, 64].",
+)
+@click.option(
+    "--beta",
+    default=D.beta,
+    show_default=True,
+    type=float,
+    help="VAEs: weight of the KL term (loss = reconstruction + beta * KL).",
+)
+@click.option(
     "--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."
 )
 def train(workdir, progress, **options):
-    """Train a character classifier (or resume one).
+    """Train a character classifier or a generative model (or resume one).
 
     \b
     Example:
       charjax train --arch resnet-small --workdir runs/resnet
       charjax train --arch cnn-small --image-size 64 --epochs 30 --workdir runs/cnn64
       charjax train --arch tiny --steps 200 --workdir runs/tb --tensorboard
+      charjax train --arch vae --latent-dim 16 --augment 0.3 --workdir runs/vae
 
     Running the same command again on the same --workdir resumes from the latest checkpoint;
     Ctrl-C saves a checkpoint first.
@@ -133,12 +147,10 @@ def train(workdir, progress, **options):
     config = TrainConfig(**{k: v for k, v in options.items() if k in known})
     summary = fit(config, workdir, progress=progress, echo=lambda s: click.echo(s, err=True))
     val = summary["val"] or {}
-    click.echo(
-        json.dumps(
-            {
-                k: summary[k]
-                for k in ("workdir", "step", "best_val_accuracy", "seconds", "images_per_sec")
-            }
-            | {"val_accuracy": val.get("accuracy"), "val_accuracy_ci": val.get("accuracy_ci")}
-        )
-    )
+    keys = ("workdir", "step", "best_val_accuracy", "best_val_loss", "seconds", "images_per_sec")
+    result = {k: summary[k] for k in keys if k in summary}
+    if "best_val_accuracy" in summary:
+        result |= {"val_accuracy": val.get("accuracy"), "val_accuracy_ci": val.get("accuracy_ci")}
+    else:  # a generative model: reconstruction error, and KL for the VAEs
+        result |= {f"val_{k}": v for k, v in val.items() if k in ("loss", "mse", "kl")}
+    click.echo(json.dumps(result))

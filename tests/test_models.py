@@ -58,7 +58,7 @@ def test_real_init():
     assert model.apply(variables, x).shape == (2, 62)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", model_names("classifier"))
 @pytest.mark.parametrize("size", [16, 32, 48, 64, 128])
 def test_output_shapes(name, size):
     # eval_shape traces init and apply without compiling, so every size is cheap to check.
@@ -70,7 +70,7 @@ def test_output_shapes(name, size):
     assert logits.dtype == jnp.float32
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", model_names("classifier"))
 def test_forward_runs_and_is_deterministic_in_eval(name):
     model = get_model(name)
     variables = _variables(model)

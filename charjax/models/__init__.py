@@ -10,8 +10,8 @@ The contract every classifier keeps (the trainer, predictor and GUI rely on it):
   train=True also need `mutable=["batch_stats"]`;
 - a `dtype` attribute, the compute dtype (params stay float32, logits come back float32).
 
-`ModelSpec.kind` says which contract a model keeps ("classifier" here; generative models
-register under their own kind).
+`ModelSpec.kind` says which contract a model keeps: "classifier" (above), or one of the
+generative kinds "autoencoder", "vae", "cvae" (see `charjax.models.autoencoder`).
 """
 
 from collections.abc import Callable
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import flax.linen as nn
 
 from charjax.errors import CharjaxError
+from charjax.models.autoencoder import CVAE, VAE, Autoencoder, CVAETiny, VAETiny
 from charjax.models.cnn import CNNSmall, Tiny
 from charjax.models.resnet import ResNetSmall
 
@@ -49,6 +50,16 @@ MODELS: dict[str, ModelSpec] = {
             ResNetSmall,
         ),
         ModelSpec("tiny", "two small convs + global pool; for tests only", Tiny),
+        ModelSpec(
+            "autoencoder",
+            "the old project's enc_v5: 3 stride-2 convs, 64-d code, dense, 3 transposed convs",
+            Autoencoder,
+            kind="autoencoder",
+        ),
+        ModelSpec("vae", "the autoencoder as a VAE (--latent-dim, --beta)", VAE, kind="vae"),
+        ModelSpec("cvae", "the VAE with the class given to the decoder", CVAE, kind="cvae"),
+        ModelSpec("vae-tiny", "VAE: 2 small convs, 8-d code; for tests only", VAETiny, "vae"),
+        ModelSpec("cvae-tiny", "CVAE: 2 small convs, 8-d code; for tests only", CVAETiny, "cvae"),
     )
 }
 

@@ -1,0 +1,344 @@
+"""Use a trained autoencoder, VAE or CVAE: encode, decode, interpolate, sample, reconstruct.
+
+    gen = Generator.load("runs/vae")
+    z = gen.encode(gen.preprocess(["a.png", "b.png"]))               # [2, L]
+    glyphs = gen.decode(interpolate(z[0], z[1], np.linspace(0, 1, 9), "slerp"))
+
+Glyphs come out in model space, float32 [N, S, S] in [0, 1] with the ink bright on black,
+like preprocessed input; `to_paper` turns them into dark ink on white for people to look at.
+Encoding and decoding run jitted, in batches padded to a few fixed sizes so that any number
+of glyphs compiles only a handful of programs.
+"""
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+from PIL import Image
+
+from charjax.checkpoint import load_for_inference
+from charjax.config import TrainConfig
+from charjax.data.sheet import save_png
+from charjax.errors import CharjaxError
+from charjax.labels import NUM_CLASSES, char_to_index
+from charjax.losses import build_model, objective_for
+from charjax.models import MODELS
+from charjax.models.autoencoder import GENERATIVE_KINDS
+from charjax.preprocess import PreprocessSpec, load_image, model_input, preprocess
+
+_BUCKETS = (1, 8, 64, 256)
+INTERPOLATIONS = ("linear", "slerp")
+_CELL = 64  # side of one glyph in the PNG grids, pixels
+_GAP = 2
+_GAP_GREY = 200  # light grey between cells: visible on white, quieter than the ink
+
+
+def _batched(fn: Callable, *arrays: np.ndarray) -> np.ndarray:
+    """`fn(*arrays)` over the leading axis in chunks padded to `_BUCKETS` sizes."""
+    n = len(arrays[0])
+    outs, start = [], 0
+    while start < n:
+        chunk = [a[start : start + _BUCKETS[-1]] for a in arrays]
+        size = next(b for b in _BUCKETS if b >= len(chunk[0]))
+        padded = [
+            np.concatenate([c, np.zeros((size - len(c), *c.shape[1:]), c.dtype)]) for c in chunk
+        ]
+        outs.append(np.asarray(fn(*padded))[: len(chunk[0])])
+        start += len(chunk[0])
+    return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
+
+
+def class_indices(chars: str, what: str = "--chars") -> list[int]:
+    """Class indices of each character of `chars`, or a CharjaxError naming the bad one."""
+    try:
+        return [char_to_index(c) for c in chars]
+    except ValueError as e:
+        raise CharjaxError(f"{what}: {e}") from None
+
+
+class Generator:
+    """A trained generative model ready to use. Build it with `Generator.load`."""
+
+    def __init__(self, model, variables: dict, meta: dict, source: str = "?"):
+        self.meta = meta
+        self.kind = meta["kind"]
+        self.config = TrainConfig.from_dict(meta["config"])
+        self.spec = PreprocessSpec.from_dict(meta["preprocess"])
+        self.source = source
+        self.model = model
+        self.variables = {"params": variables["params"]}
+        encode = lambda v, x: model.apply(v, model_input(x), method="encode")[0]
+        decode = lambda v, z, c: jax.nn.sigmoid(model.apply(v, z, c, method="decode"))[..., 0]
+        self._encode, self._decode = jax.jit(encode), jax.jit(decode)
+
+    @classmethod
+    def load(cls, path) -> "Generator":
+        """Loads a run directory (its best checkpoint) or a checkpoint directory.
+
+        Raises:
+          CharjaxError: if it holds a classifier, or arrays that do not fit its model.
+        """
+        variables, meta = load_for_inference(path)
+        return cls.from_loaded(variables, meta, source=str(path))
+
+    @classmethod
+    def from_loaded(cls, variables: dict, meta: dict, source: str) -> "Generator":
+        """The Generator of what `load_for_inference` read from `source`."""
+        kind = meta.get("kind", "classifier")
+        if kind not in GENERATIVE_KINDS:
+            raise CharjaxError(
+                f"{source} holds a {kind}, not an autoencoder, VAE or CVAE "
+                "(train one with `charjax train --arch vae`)"
+            )
+        config = TrainConfig.from_dict(meta["config"])
+        if config.arch not in MODELS:
+            raise CharjaxError(f"{source} was trained with unknown model {config.arch!r}")
+        model = build_model(config)
+        dummy = jax.ShapeDtypeStruct((1, config.image_size, config.image_size, 1), np.float32)
+        expected = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), dummy)
+        shapes = lambda tree: jax.tree.map(lambda a: tuple(a.shape), tree)
+        if shapes(expected["params"]) != shapes(variables.get("params")):
+            raise CharjaxError(
+                f"{source}: the saved arrays do not match its model (copied from another run?)"
+            )
+        return cls(model, variables, meta, source=source)
+
+    @property
+    def image_size(self) -> int:
+        return self.spec.size
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.latent_dim
+
+    @property
+    def variational(self) -> bool:
+        return self.model.variational
+
+    @property
+    def conditional(self) -> bool:
+        return self.model.conditional
+
+    def preprocess(self, images) -> np.ndarray:
+        """Images (PIL, arrays or file paths) -> uint8 [N, S, S] through the run's spec."""
+        if not isinstance(images, list | tuple):
+            images = [images]
+        out = np.zeros((len(images), self.image_size, self.image_size), np.uint8)
+        for i, im in enumerate(images):
+            out[i] = preprocess(load_image(im) if isinstance(im, str | Path) else im, self.spec)
+        return out
+
+    def condition(self, labels: Sequence[int] | None, n: int) -> np.ndarray:
+        """The decoder's class input: one-hot float32 [n, 62] (zeros when `labels` is None)."""
+        cond = np.zeros((n, NUM_CLASSES), np.float32)
+        if labels is not None:
+            cond[np.arange(n), np.asarray(labels)] = 1.0
+        return cond
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """Posterior means (the code, for a plain autoencoder) float32 [N, L] of uint8 [N, S, S]."""
+        return _batched(lambda x: self._encode(self.variables, x), np.asarray(images, np.uint8))
+
+    def decode(self, z: np.ndarray, cond: np.ndarray | None = None) -> np.ndarray:
+        """Glyphs float32 [N, S, S] in [0, 1] for codes [N, L].
+
+        Args:
+          z: latent codes.
+          cond: the CVAE's class input [N, 62], one-hot or a mixture (a walk between
+            classes); required for a CVAE, ignored by the other kinds.
+        """
+        z = np.asarray(z, np.float32)
+        if cond is None:
+            if self.conditional:
+                raise CharjaxError("a CVAE needs the class of every glyph it draws")
+            cond = self.condition(None, len(z))
+        return _batched(lambda z, c: self._decode(self.variables, z, c), z, cond)
+
+    def reconstruct(self, images: np.ndarray, labels: Sequence[int] | None = None) -> np.ndarray:
+        """Decoded codes of uint8 [N, S, S] (a CVAE needs their `labels`) -> float32 [N, S, S]."""
+        cond = self.condition(labels, len(images)) if labels is not None else None
+        return self.decode(self.encode(images), cond)
+
+    def evaluate(self, images: np.ndarray, labels: np.ndarray) -> dict:
+        """Reconstruction metrics over uint8 [N, S, S] (labels matter to a CVAE only).
+
+        Returns:
+          {"n", "loss", "recon", "mse"} and, for a VAE or CVAE, "kl": per-image means of the
+          training objective's terms, decoding the posterior mean (see `charjax.losses`).
+        """
+        objective = objective_for(self.config)
+
+        @jax.jit
+        def sums(v, x, y, mask):  # padding rows are masked out
+            batch = {"label": y, "mask": mask}
+            return objective.eval_sums(self.model.apply, v, model_input(x), batch)
+
+        totals: dict[str, float] = {}
+        for start in range(0, len(images), _BUCKETS[-1]):
+            x = np.asarray(images[start : start + _BUCKETS[-1]], np.uint8)
+            y = np.asarray(labels[start : start + _BUCKETS[-1]], np.int32)
+            size = next(b for b in _BUCKETS if b >= len(x))
+            pad = size - len(x)
+            mask = np.arange(size) < len(x)
+            x, y = np.pad(x, ((0, pad), (0, 0), (0, 0))), np.pad(y, (0, pad))
+            for k, v in jax.device_get(sums(self.variables, x, y, mask)).items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+        return objective.summarize(totals)
+
+    def sample(
+        self,
+        n: int,
+        *,
+        seed: int = 0,
+        temperature: float = 1.0,
+        labels: Sequence[int] | None = None,
+    ) -> np.ndarray:
+        """New glyphs from the prior N(0, temperature^2 I): float32 [n, S, S].
+
+        Args:
+          n: how many.
+          seed: seeds the latent draws; the same seed gives the same codes whatever `labels`.
+          temperature: scales the prior's standard deviation (lower: plainer glyphs).
+          labels: a CVAE's class per glyph; None cycles through the 62 classes in order.
+        """
+        if not self.variational:
+            raise CharjaxError(
+                f"{self.source} holds a plain autoencoder, whose codes follow no known "
+                "distribution to sample from; train a VAE (--arch vae or cvae)"
+            )
+        if n < 1 or temperature <= 0:
+            raise CharjaxError("need at least one sample and a positive temperature")
+        z = temperature * np.random.default_rng(seed).standard_normal((n, self.latent_dim))
+        if not self.conditional:
+            return self.decode(z)
+        labels = np.arange(n) % NUM_CLASSES if labels is None else labels
+        return self.decode(z, self.condition(labels, n))
+
+
+def lerp(a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Points (1 - t) a + t b for each t: [T, L]."""
+    ts = np.asarray(ts, np.float32)[:, None]
+    return (1.0 - ts) * a[None] + ts * b[None]
+
+
+def slerp(a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Spherical interpolation (Shoemake; White 2016 for latent spaces): [T, L].
+
+    Under a Gaussian prior most mass lies near a sphere, and the straight line between two
+    codes cuts through the improbable middle; slerp follows the arc and interpolates the
+    norm. It equals `lerp` at t = 0 and 1, and falls back to it for (anti)parallel codes.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    cos = np.dot(a, b) / max(na * nb, 1e-12)
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    if np.sin(omega) < 1e-6:
+        return lerp(a, b, ts).astype(np.float32)
+    ts = np.asarray(ts, np.float64)[:, None]
+    out = (np.sin((1 - ts) * omega) * a + np.sin(ts * omega) * b) / np.sin(omega)
+    return out.astype(np.float32)
+
+
+def interpolate(a: np.ndarray, b: np.ndarray, ts, method: str = "linear") -> np.ndarray:
+    """Codes between `a` and `b` at fractions `ts` (0 gives `a`, 1 gives `b`): [T, L]."""
+    if method not in INTERPOLATIONS:
+        raise CharjaxError(f"unknown interpolation {method!r}; choose {', '.join(INTERPOLATIONS)}")
+    return (slerp if method == "slerp" else lerp)(np.asarray(a), np.asarray(b), ts)
+
+
+def to_paper(glyphs: np.ndarray) -> np.ndarray:
+    """Model-space glyphs (float [0, 1] or uint8, ink bright) -> uint8 dark ink on white."""
+    glyphs = np.asarray(glyphs)
+    if glyphs.dtype != np.uint8:
+        glyphs = np.clip(np.rint(glyphs * 255.0), 0, 255).astype(np.uint8)
+    return 255 - glyphs
+
+
+def glyph_grid(glyphs: np.ndarray, cols: int, cell: int = _CELL) -> Image.Image:
+    """Model-space glyphs [N, S, S] as dark ink on white, `cols` to a row, enlarged to `cell`."""
+    n = len(glyphs)
+    cols = max(1, min(cols, n))
+    rows = -(-n // cols)
+    step = cell + _GAP
+    grid = Image.new("L", (cols * step + _GAP, rows * step + _GAP), _GAP_GREY)
+    for i, glyph in enumerate(to_paper(glyphs)):
+        tile = Image.fromarray(glyph).resize((cell, cell), Image.Resampling.BILINEAR)
+        grid.paste(tile, (_GAP + (i % cols) * step, _GAP + (i // cols) * step))
+    return grid
+
+
+def _check_png(out) -> Path:
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise CharjaxError(f"--out {out}: write the grid to a .png file")
+    return out
+
+
+def write_samples(
+    checkpoint,
+    out,
+    *,
+    n: int = 64,
+    char: str | None = None,
+    temperature: float = 1.0,
+    seed: int = 0,
+) -> dict:
+    """Samples `n` glyphs and writes them as a PNG grid (dark ink on white).
+
+    Args:
+      checkpoint: a VAE or CVAE run (or checkpoint directory).
+      out: the .png to write.
+      n: number of glyphs (a square-ish grid; rows of up to 16).
+      char: draw only this character (needs a CVAE). Without it a CVAE cycles through the
+        classes in order.
+      temperature: scales the prior's standard deviation.
+      seed: seeds the draws.
+    Returns:
+      {"out": path, "n": n, "grid": [cols, rows], "size": [width, height]}.
+    """
+    out = _check_png(out)
+    labels = None
+    if char is not None:
+        if len(char) != 1:
+            raise CharjaxError(f"--char takes one character, got {char!r}")
+        labels = class_indices(char, "--char") * n
+    gen = Generator.load(checkpoint)
+    if labels is not None and not gen.conditional:
+        raise CharjaxError(
+            f"--char needs a class-conditional model (--arch cvae); {checkpoint} holds a {gen.kind}"
+        )
+    glyphs = gen.sample(n, seed=seed, temperature=temperature, labels=labels)
+    cols = min(16, max(1, int(np.ceil(np.sqrt(n)))))
+    grid = glyph_grid(glyphs, cols)
+    save_png(grid, out)
+    return {"out": str(out), "n": n, "grid": [cols, -(-n // cols)], "size": list(grid.size)}
+
+
+def write_reconstructions(checkpoint, images: Sequence, out, *, labels: str | None = None) -> dict:
+    """Writes each input beside its reconstruction (input | output pairs, 4 pairs to a row).
+
+    Args:
+      checkpoint: an autoencoder, VAE or CVAE run.
+      images: image files (or PIL images / arrays); each goes through the run's preprocessing.
+      out: the .png to write.
+      labels: a CVAE's class of each image, one character per image.
+    Returns:
+      {"out": path, "n": N, "mse": [per-image mean squared error in model space]}.
+    """
+    out = _check_png(out)
+    gen = Generator.load(checkpoint)
+    inputs = gen.preprocess(list(images))
+    classes = None
+    if labels is not None:
+        classes = class_indices(labels, "--labels")
+        if len(classes) != len(inputs):
+            raise CharjaxError(f"--labels has {len(classes)} characters for {len(inputs)} images")
+    elif gen.conditional:
+        raise CharjaxError("a CVAE needs each image's class: pass --labels with one char each")
+    recon = gen.reconstruct(inputs, classes)
+    # Interleaved input, output, input, output ...: 8 cells to a row are 4 pairs.
+    pairs = np.stack([inputs / 255.0, recon], axis=1).reshape(-1, *recon.shape[1:])
+    save_png(glyph_grid(pairs, cols=min(8, len(pairs))), out)
+    mse = np.mean(np.square(inputs / 255.0 - recon), axis=(1, 2))
+    return {"out": str(out), "n": len(inputs), "mse": [float(e) for e in mse]}
