@@ -14,6 +14,7 @@ Each step directory has three items, so a predictor reads only what it needs:
 from pathlib import Path
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 
 from charjax.errors import CharjaxError
@@ -123,7 +124,14 @@ def load_for_inference(path) -> tuple[dict[str, Any], dict[str, Any]]:
         with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as checkpointer:
             meta = checkpointer.restore(step_dir / "meta")
         with ocp.StandardCheckpointer() as checkpointer:
-            model = checkpointer.restore(step_dir / "model")
+            # Onto one local device, whatever mesh saved it: without a target orbax insists on
+            # the saved topology, so a model trained on 2 processes or 8 GPUs would not load.
+            saved = ocp.StandardCheckpointHandler().metadata(step_dir / "model").tree
+            device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            target = jax.tree.map(
+                lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved
+            )
+            model = checkpointer.restore(step_dir / "model", target)
     except Exception as e:  # orbax raises many types for damaged files
         raise CharjaxError(f"cannot read the checkpoint at {step_dir}: {e}") from None
     if not isinstance(meta, dict) or "config" not in meta or "preprocess" not in meta:

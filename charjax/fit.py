@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from charjax import parallel
+from charjax import distributed, parallel
 from charjax.checkpoint import RunCheckpoints
 from charjax.config import TrainConfig
 from charjax.data.cache import write_json_atomic
@@ -148,6 +148,7 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
 
     cache = resolve_data(config.data, config.image_size, config.data_dir, progress=progress)
     train_arrays, val_arrays = cache.arrays("train"), cache.arrays("val")
+    distributed.check_same_data(train_arrays | {f"val_{k}": v for k, v in val_arrays.items()})
     if len(train_arrays["label"]) < config.batch_size:
         raise CharjaxError(
             f"the train split has {len(train_arrays['label'])} images, fewer than one batch "
@@ -312,7 +313,7 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
                 evaluate = config.eval_every and step % config.eval_every == 0
                 if evaluate or (config.checkpoint_every and step % config.checkpoint_every == 0):
                     save(step, evaluate=bool(evaluate))
-                if stop.requested:
+                if distributed.stop_agreed(stop.requested, step, config.log_every):
                     save(step, evaluate=False)
                     ckpts.wait()
                     say(
@@ -342,4 +343,6 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
         "train": last["train"],
         "seconds": wall,
         "images_per_sec": (int(state.step) - start_step) * config.batch_size / max(wall, 1e-9),
+        # Equal on every process of a multi-process run: their replicas never diverged.
+        "params_digest": parallel.replica_digest(state.params),
     }

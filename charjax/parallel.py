@@ -6,6 +6,8 @@ maintenance mode): a 1-D mesh over every device of every process, the batch spli
 or a multi-host TPU slice; XLA inserts the gradient all-reduce.
 """
 
+import hashlib
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -50,6 +52,19 @@ def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
 def replicate(tree, mesh: Mesh):
     """Puts a host pytree (params, optimizer state) on every device of the mesh."""
     return jax.device_put(tree, replicated(mesh))
+
+
+def replica_digest(tree) -> str:
+    """A short SHA-256 of this process's copy of a replicated pytree (e.g. the params).
+
+    Every process holds a full replica; equal digests across processes show the replicas
+    agree bit for bit, without moving any params between machines.
+    """
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        digest.update(jax.tree_util.keystr(path).encode())
+        digest.update(np.asarray(leaf.addressable_shards[0].data).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def describe_devices() -> str:

@@ -5,6 +5,7 @@ import json
 
 import click
 
+from charjax import distributed
 from charjax.config import SCHEDULES, TrainConfig
 from charjax.fit import fit
 
@@ -130,7 +131,66 @@ D = TrainConfig()  # defaults shown in --help come from the one config
 @click.option(
     "--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."
 )
-def train(workdir, progress, **options):
+@click.option(
+    "--coordinator",
+    envvar=distributed.ENV_COORDINATOR,
+    show_envvar=True,
+    metavar="HOST:PORT",
+    help="Multi-process run: process 0's address and a free port, the same on every process.",
+)
+@click.option(
+    "--num-processes",
+    envvar=distributed.ENV_NUM_PROCESSES,
+    show_envvar=True,
+    type=click.IntRange(min=1),
+    help="Multi-process run: how many processes (usually one per machine).",
+)
+@click.option(
+    "--process-id",
+    envvar=distributed.ENV_PROCESS_ID,
+    show_envvar=True,
+    type=click.IntRange(min=0),
+    help="Multi-process run: this process's index, 0 .. N-1 (0 runs the coordinator).",
+)
+@click.option(
+    "--distributed",
+    "distributed_mode",
+    envvar=distributed.ENV_MODE,
+    show_envvar=True,
+    default="off",
+    show_default=True,
+    type=click.Choice(distributed.MODES),
+    help="auto: detect the processes from SLURM, Open MPI or a Cloud TPU VM.",
+)
+@click.option(
+    "--init-timeout",
+    envvar=distributed.ENV_INIT_TIMEOUT,
+    show_envvar=True,
+    default=distributed.DistributedSpec.init_timeout,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Multi-process run: seconds to wait for every process to connect.",
+)
+@click.option(
+    "--heartbeat-timeout",
+    envvar=distributed.ENV_HEARTBEAT_TIMEOUT,
+    show_envvar=True,
+    default=distributed.DistributedSpec.heartbeat_timeout,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Multi-process run: a process silent this long counts as dead and the run stops.",
+)
+def train(
+    workdir,
+    progress,
+    coordinator,
+    num_processes,
+    process_id,
+    distributed_mode,
+    init_timeout,
+    heartbeat_timeout,
+    **options,
+):
     """Train a character classifier or a generative model (or resume one).
 
     \b
@@ -141,13 +201,20 @@ def train(workdir, progress, **options):
       charjax train --arch vae --latent-dim 16 --augment 0.3 --workdir runs/vae
 
     Running the same command again on the same --workdir resumes from the latest checkpoint;
-    Ctrl-C saves a checkpoint first.
+    Ctrl-C saves a checkpoint first. To train on several machines, run it on each with
+    --coordinator, --num-processes and --process-id (see docs/distributed.md).
     """
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in options.items() if k in known})
-    summary = fit(config, workdir, progress=progress, echo=lambda s: click.echo(s, err=True))
+    spec = distributed.spec_from_options(
+        coordinator, num_processes, process_id, distributed_mode, init_timeout, heartbeat_timeout
+    )
+    distributed.initialize(spec, echo=lambda s: click.echo(s, err=True))
+    with distributed.exit_on_lost_peer():
+        summary = fit(config, workdir, progress=progress, echo=lambda s: click.echo(s, err=True))
     val = summary["val"] or {}
     keys = ("workdir", "step", "best_val_accuracy", "best_val_loss", "seconds", "images_per_sec")
+    keys += ("params_digest",)  # the same on every process of a multi-process run
     result = {k: summary[k] for k in keys if k in summary}
     if "best_val_accuracy" in summary:
         result |= {"val_accuracy": val.get("accuracy"), "val_accuracy_ci": val.get("accuracy_ci")}
