@@ -10,7 +10,10 @@ from PIL import Image, ImageDraw, ImageFont
 # Tests must never write into the user's real cache.
 os.environ.setdefault("CHARJAX_CACHE", str(Path(__file__).parent / ".cache-never-used"))
 
+from charjax.cli.main import main  # noqa: E402
+from charjax.config import TrainConfig  # noqa: E402
 from charjax.data.cache import write_cache  # noqa: E402
+from charjax.fit import fit  # noqa: E402
 from charjax.labels import CLASSES  # noqa: E402
 from charjax.preprocess import PreprocessSpec, preprocess  # noqa: E402
 
@@ -46,6 +49,27 @@ def make_glyph_cache(path: Path, image_size: int = 16, faces=TEST_FACES, chars=C
 def glyph_cache(tmp_path_factory) -> Path:
     """Four DejaVu faces x 62 characters at 16 px (train: 3 faces; val/test: the fourth)."""
     return make_glyph_cache(tmp_path_factory.mktemp("data") / "glyphs16")
+
+
+def run_cli(capsys, *args):
+    """Runs `charjax ARGS` in-process; returns (exit code, stdout, stderr)."""
+    code = 0
+    try:
+        main(list(args))
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="session")
+def tiny_run(glyph_cache, tmp_path_factory):
+    """A `tiny` model after 30 steps: right on some glyphs, wrong on many."""
+    workdir = tmp_path_factory.mktemp("runs") / "tiny"
+    config = TrainConfig(arch="tiny", data=str(glyph_cache), image_size=16, batch_size=62,
+                         steps=30, lr=1e-2, augment=0.0, eval_every=0)  # fmt: skip
+    fit(config, workdir, progress=False, echo=lambda s: None)
+    return workdir
 
 
 @pytest.fixture

@@ -7,10 +7,9 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import render_char
+from conftest import render_char, run_cli
 from PIL import Image, ImageOps
 
-from charjax.cli.main import main
 from charjax.config import TrainConfig
 from charjax.data.cache import load_cache
 from charjax.evaluate import accuracy_report
@@ -23,35 +22,54 @@ from charjax.predict import load
 def trained_run(glyph_cache, tmp_path_factory):
     """A tiny model trained without augmentation until it knows its training fonts."""
     workdir = tmp_path_factory.mktemp("runs") / "tiny"
-    config = TrainConfig(arch="tiny", data=str(glyph_cache), image_size=16, batch_size=62,
-                         steps=400, lr=1e-2, augment=0.0, eval_every=0, label_smoothing=0.0)
+    config = TrainConfig(
+        arch="tiny",
+        data=str(glyph_cache),
+        image_size=16,
+        batch_size=62,
+        steps=400,
+        lr=1e-2,
+        augment=0.0,
+        eval_every=0,
+        label_smoothing=0.0,
+    )
     fit(config, workdir, progress=False, echo=lambda s: None)
     return workdir
-
-
-def run_cli(capsys, *args):
-    """Runs `charjax ARGS` in-process; returns (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_train_eval_predict_end_to_end(glyph_cache, tmp_path):
     workdir = tmp_path / "run"
     cmd = [sys.executable, "-m", "charjax.cli.main"]
     train = subprocess.run(
-        [*cmd, "train", "--arch", "tiny", "--data", str(glyph_cache), "--image-size", "16",
-         "--batch-size", "32", "--steps", "30", "--workdir", str(workdir), "--no-progress"],
-        capture_output=True, text=True, timeout=300,
+        [
+            *cmd,
+            "train",
+            "--arch",
+            "tiny",
+            "--data",
+            str(glyph_cache),
+            "--image-size",
+            "16",
+            "--batch-size",
+            "32",
+            "--steps",
+            "30",
+            "--workdir",
+            str(workdir),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert train.returncode == 0, train.stderr
     assert json.loads(train.stdout)["step"] == 30
-    evaluated = subprocess.run([*cmd, "eval", "--checkpoint", str(workdir), "--json"],
-                               capture_output=True, text=True, timeout=300)
+    evaluated = subprocess.run(
+        [*cmd, "eval", "--checkpoint", str(workdir), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads(evaluated.stdout)  # exactly one JSON object
     assert report["n"] == 31  # the test split: half of the held-out face's 62 glyphs
@@ -61,8 +79,20 @@ def test_train_eval_predict_end_to_end(glyph_cache, tmp_path):
     assert set(report["per_class"]) <= set(CLASSES)
     render_char("A").save(tmp_path / "A.png")
     predicted = subprocess.run(
-        [*cmd, "predict", "--checkpoint", str(workdir), "--json", "--top-k", "3",
-         str(tmp_path / "A.png")], capture_output=True, text=True, timeout=300)
+        [
+            *cmd,
+            "predict",
+            "--checkpoint",
+            str(workdir),
+            "--json",
+            "--top-k",
+            "3",
+            str(tmp_path / "A.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert predicted.returncode == 0, predicted.stderr
     line = json.loads(predicted.stdout)
     assert line["file"].endswith("A.png") and len(line["top"]) == 3
@@ -84,8 +114,9 @@ def test_accuracy_report_on_a_known_answer():
 
 
 def test_eval_reports_what_the_predictor_computes(trained_run, glyph_cache, capsys):
-    code, out, _ = run_cli(capsys, "eval", "--checkpoint", str(trained_run), "--split", "train",
-                           "--json")
+    code, out, _ = run_cli(
+        capsys, "eval", "--checkpoint", str(trained_run), "--split", "train", "--json"
+    )
     assert code == 0
     report = json.loads(out)
     arrays = load_cache(glyph_cache).arrays("train")
@@ -126,8 +157,17 @@ def test_bad_inputs_give_one_line_and_no_traceback(trained_run, glyph_cache, tmp
         if f.is_file() and "model" in f.parts:
             f.write_bytes(b"garbage")
     cases = [
-        ("train", "--arch", "nope", "--data", str(glyph_cache), "--image-size", "16",
-         "--workdir", str(tmp_path / "w")),
+        (
+            "train",
+            "--arch",
+            "nope",
+            "--data",
+            str(glyph_cache),
+            "--image-size",
+            "16",
+            "--workdir",
+            str(tmp_path / "w"),
+        ),
         ("train", "--schedule", "bogus", "--workdir", str(tmp_path / "w")),
         ("predict", "--checkpoint", str(tmp_path / "missing"), "x.png"),
         ("predict", "--checkpoint", str(corrupt), str(tmp_path / "not_an_image.png")),

@@ -12,10 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import render_char
+from conftest import render_char, run_cli
 
 from charjax import parallel
-from charjax.cli.main import main
 from charjax.config import TrainConfig
 from charjax.data.cache import load_cache
 from charjax.errors import CharjaxError
@@ -64,17 +63,6 @@ def trained_runs(glyph_cache, tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def runs(glyph_cache, tmp_path_factory):
     return trained_runs(glyph_cache, tmp_path_factory)
-
-
-def run_cli(capsys, *args):
-    """Runs `charjax ARGS` in-process; returns (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 GENERATIVE = [name for kind in GENERATIVE_KINDS for name in model_names(kind)]

@@ -4,36 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import render_char
+from conftest import render_char, run_cli
 from PIL import Image
 
-from charjax.cli.main import main
-from charjax.config import TrainConfig
-from charjax.fit import fit
 from charjax.inspect import HEADER, MARGIN, SHEET_WIDTH, capture, layer_shapes, maximize_filters
 from charjax.models import get_model
 from charjax.predict import Predictor
-
-
-@pytest.fixture(scope="module")
-def tiny_run(glyph_cache, tmp_path_factory):
-    """A `tiny` model (Conv_0 8ch -> pool -> Conv_1 16ch -> mean -> Dense_0 62) after 30 steps."""
-    workdir = tmp_path_factory.mktemp("runs") / "tiny"
-    config = TrainConfig(arch="tiny", data=str(glyph_cache), image_size=16, batch_size=62,
-                         steps=30, lr=1e-2, augment=0.0, eval_every=0)  # fmt: skip
-    fit(config, workdir, progress=False, echo=lambda s: None)
-    return workdir
-
-
-def run_cli(capsys, *args):
-    """Runs `charjax ARGS` in-process; returns (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _traced_layers(arch: str, size: int = 32) -> dict[str, tuple[int, ...]]:

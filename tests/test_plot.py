@@ -5,9 +5,9 @@ import struct
 import sys
 
 import pytest
+from conftest import run_cli
 from PIL import Image
 
-from charjax.cli.main import main
 from charjax.config import TrainConfig
 from charjax.errors import CharjaxError
 from charjax.fit import fit
@@ -25,17 +25,6 @@ def tb_run(glyph_cache, tmp_path_factory):
                          checkpoint_every=0, tensorboard=True, histogram_every=20)  # fmt: skip
     fit(config, workdir, progress=False, echo=lambda s: None)
     return workdir
-
-
-def run_cli(capsys, *args):
-    """Runs `charjax ARGS` in-process; returns (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_plot_reads_train_and_eval_lines_and_writes_a_png(tb_run, tmp_path, capsys):

@@ -8,9 +8,7 @@ import pytest
 from PIL import Image
 
 from charjax.cli.main import main
-from charjax.config import TrainConfig
 from charjax.evaluate import accuracy_report, evaluate_checkpoint
-from charjax.fit import fit
 from charjax.labels import CLASSES
 from charjax.report import (
     BAR,
@@ -21,16 +19,6 @@ from charjax.report import (
     mistakes_image,
     write_report,
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_run(glyph_cache, tmp_path_factory):
-    """A `tiny` model after 30 steps: right on some glyphs, wrong on many (a useful report)."""
-    workdir = tmp_path_factory.mktemp("runs") / "tiny"
-    config = TrainConfig(arch="tiny", data=str(glyph_cache), image_size=16, batch_size=62,
-                         steps=30, lr=1e-2, augment=0.0, eval_every=0)  # fmt: skip
-    fit(config, workdir, progress=False, echo=lambda s: None)
-    return workdir
 
 
 def test_eval_report_writes_three_pictures_and_a_linked_report(tiny_run, tmp_path, capsys):
