@@ -55,7 +55,7 @@ def run_cli(capsys, *args):
     """Runs `charjax ARGS` in-process; returns (exit code, stdout, stderr)."""
     code = 0
     try:
-        main(list(args))
+        main([str(a) for a in args])
     except SystemExit as e:
         code = e.code
     out, err = capsys.readouterr()

@@ -93,7 +93,9 @@ def test_two_devices_give_the_same_step_as_one(glyph_cache):
             results.append((float(metrics["loss"]), jax.device_get(state.params)))
         (loss1, p1), (loss2, p2) = results
         np.testing.assert_allclose(loss1, loss2, rtol=1e-5)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), p1, p2)
+        # The all-reduce sums in another order, and Adam divides by sqrt(v), which amplifies
+        # that rounding for near-zero gradients: allow 1e-4, ~3% of one step (lr 3e-3).
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), p1, p2)
         print("OK", loss1, loss2)
     """)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
