@@ -202,7 +202,7 @@ def train(
 
     Running the same command again on the same --workdir resumes from the latest checkpoint;
     Ctrl-C saves a checkpoint first. To train on several machines, run it on each with
-    --coordinator, --num-processes and --process-id (see docs/distributed.md).
+    --coordinator, --num-processes and --process-id (see the README, "Training on more than one machine").
     """
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in options.items() if k in known})
