@@ -17,25 +17,34 @@ import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from charjax.errors import CharjaxError
+from charjax.generate import Generator, to_paper
+from charjax.labels import char_to_index
 from charjax.predict import Prediction, Predictor
 from charjax.predict import load as load_predictor
 
-# A generator's view of a drawing: raw canvas uint8 [H, W] -> its reconstruction uint8 [h, w].
-Reconstruct = Callable[[np.ndarray], np.ndarray]
+# A generator's view of a drawing: (raw canvas uint8 [H, W], the classifier's top-1 character)
+# -> its reconstruction, uint8 [S, S] dark ink on white.
+Reconstruct = Callable[[np.ndarray, str], np.ndarray]
 
 
 def load_reconstructor(path: str) -> Reconstruct:
-    """Loads an autoencoder / VAE run as a `Reconstruct` callable.
+    """Loads an autoencoder / VAE / CVAE run as a `Reconstruct` callable.
 
-    `charjax.generate` (encode / decode, another issue) does not exist yet; once it does,
-    this becomes: load the run with its loader and return
-    `lambda image: decode(encode(preprocess(image, spec)))`. Until then the GUI says so in
-    the generator panel instead of pretending.
+    The drawing goes through the generator's own recorded preprocessing; a CVAE is told the
+    classifier's top guess as the class, so the panel shows what the code looks like as that
+    character.
     """
-    raise CharjaxError(
-        f"cannot show reconstructions from {path}: this charjax has no autoencoder support "
-        "yet (charjax.generate)"
-    )
+    generator = Generator.load(path)
+    generator.reconstruct(
+        np.zeros((1, generator.image_size, generator.image_size), np.uint8),
+        [0] if generator.conditional else None,
+    )  # compile now, not mid-stroke
+
+    def reconstruct(image: np.ndarray, char: str) -> np.ndarray:
+        labels = [char_to_index(char)] if generator.conditional else None
+        return to_paper(generator.reconstruct(generator.preprocess(image), labels))[0]
+
+    return reconstruct
 
 
 @dataclass(frozen=True)
@@ -111,7 +120,7 @@ class _Worker(QObject):
         preview = self.predictor.preprocess(image)[0]
         prediction = self.predictor.predict(image, top_k=5)[0]
         predict_ms = (time.perf_counter() - start) * 1000
-        reconstruction = self.reconstruct(image) if self.reconstruct else None
+        reconstruction = self.reconstruct(image, prediction.top1) if self.reconstruct else None
         return Result(preview, prediction, predict_ms, 0.0, reconstruction)
 
 

@@ -12,6 +12,7 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QImage, QPointingDevice, QTabletEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
+from test_generative import trained_runs
 
 from charjax.apps.canvas import Canvas, qimage_to_array
 from charjax.apps.gui import MainWindow, newest_run, save_sample
@@ -19,6 +20,8 @@ from charjax.apps.panels import lookalike_note, lookalike_rows
 from charjax.cli.main import main as charjax_cli
 from charjax.config import TrainConfig
 from charjax.fit import fit
+from charjax.generate import Generator, to_paper
+from charjax.labels import char_to_index
 from charjax.predict import Prediction
 from charjax.preprocess import preprocess
 
@@ -223,11 +226,29 @@ def test_newest_run_picks_the_latest_run_with_a_checkpoint(tmp_path):
 def test_generator_panel_shows_why_it_is_empty_then_a_reconstruction(app, tiny_run, tmp_path):
     win = MainWindow(checkpoint=tiny_run, generator=tmp_path / "ae")
     panel_text = win.reconstruction._image.text
-    wait_until(app, lambda: win.service.is_ready and "autoencoder" in panel_text())
-    # The panel's contract: any callable canvas uint8 [H, W] -> image uint8.
-    win.service._worker.reconstruct = lambda image: 255 - image[::4, ::4]
+    wait_until(app, lambda: win.service.is_ready and "no checkpoint" in panel_text())
+    # The panel's contract: any callable (canvas uint8 [H, W], top-1 char) -> image uint8.
+    win.service._worker.reconstruct = lambda image, char: 255 - image[::4, ::4]
     draw_and_wait(app, win, LETTER_A[:1])
     np.testing.assert_array_equal(win.reconstruction.array, 255 - win.canvas.to_array()[::4, ::4])
+    win.close()
+
+
+@pytest.mark.parametrize("kind", ["vae", "cvae"])
+def test_generator_panel_shows_the_runs_reconstruction(
+    app, tiny_run, glyph_cache, tmp_path_factory, kind
+):
+    run = trained_runs(glyph_cache, tmp_path_factory)[kind]
+    win = MainWindow(checkpoint=tiny_run, generator=run)
+    wait_until(app, lambda: win.service.is_ready and win.service._worker.reconstruct is not None)
+    draw_and_wait(app, win, LETTER_A[:1])
+    wait_until(app, lambda: win.reconstruction.array is not None)
+    generator = Generator.load(run)
+    canvas = win.canvas.to_array()
+    top1 = win.service._worker.predictor.predict(canvas)[0].top1
+    labels = [char_to_index(top1)] if generator.conditional else None
+    expected = to_paper(generator.reconstruct(generator.preprocess(canvas), labels))[0]
+    np.testing.assert_array_equal(win.reconstruction.array, expected)
     win.close()
 
 
