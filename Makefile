@@ -20,7 +20,7 @@ test: setup
 
 lint: setup
 	.venv/bin/ruff check .
-	.venv/bin/ruff format --check .
+	.venv/bin/ruff format --check charjax cli apps tests benchmarks
 
 bench: setup
 	$(PY) benchmarks/run_all.py --quick

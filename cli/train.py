@@ -202,7 +202,8 @@ def train(
 
     Running the same command again on the same --workdir resumes from the latest checkpoint;
     Ctrl-C saves a checkpoint first. To train on several machines, run it on each with
-    --coordinator, --num-processes and --process-id (see the README, "Training on more than one machine").
+    --coordinator, --num-processes and --process-id (README: "Training on more than one
+    machine").
     """
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in options.items() if k in known})
