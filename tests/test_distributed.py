@@ -26,7 +26,8 @@ from charjax.data.cache import load_cache
 from charjax.errors import CharjaxError
 
 STEPS = 40
-HEARTBEAT = 10  # seconds; how fast a dead process is noticed at worst
+HEARTBEAT = 30  # seconds; how fast a dead process is noticed at worst (a loaded 2-core CI
+# machine can starve a process for over 10 s while it compiles)
 # Generous: two cores shared with other work, and interpreter start + compile per process.
 RUN_TIMEOUT = 240
 
