@@ -23,7 +23,7 @@ lint: setup
 	.venv/bin/ruff format --check charjax cli apps tests benchmarks
 
 bench: setup
-	$(PY) benchmarks/models_quick.py --rounds 3 --only cnn-small resnet-small --json runs/bench.json
+	$(PY) benchmarks/run_all.py --quick
 
 # docs/gui.png: the GUI with a drawn letter, rendered offscreen; needs a run under ./runs
 # (for example after `make demo`).

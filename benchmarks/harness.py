@@ -1,0 +1,282 @@
+"""What the benchmarks share: warmup, interleaved timing rounds across processes, tables, JSON.
+
+Timing protocol (the machine these numbers come from is shared and noisy):
+- every contender is warmed up first, so that we are not measuring just compilation; the
+  first call's time is reported apart as compile time;
+- contenders then run in interleaved rounds (A, B, C, A, B, C, ...), so a burst of load from
+  another process hits them all alike; tables show the median round with the min-max range,
+  and comparisons are ratios of medians from the same run.
+
+Contenders that need their own process -- another XLA_FLAGS setting, another device count,
+or PyTorch, whose OpenMP threads should not share a process with XLA's -- live in worker
+processes (`Worker`). Only one process runs at a time: the parent asks each worker in turn to
+time one round of its contenders, so the interleaving covers them too.
+
+A benchmark script defines `build(spec) -> list[Contender]` and calls `worker_main(build)`
+when started with `--worker SPEC`; see train_step.py.
+"""
+
+import contextlib
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Contender:
+    """Something to time: `run(n)` does n repetitions and returns when their results are ready.
+
+    Attributes:
+      name: its label in tables (e.g. "charjax", "torch").
+      group: contenders with the same group are compared with each other (e.g. "resnet-small
+        32px b128"); ratios are taken within a group.
+      items: items (e.g. images) per repetition, for the throughput column.
+      info: extra fields for the JSON (parameter counts, settings, ...).
+    """
+
+    name: str
+    group: str
+    run: Callable[[int], None] | None = None
+    items: int = 1
+    info: dict = field(default_factory=dict)
+    compile_s: float = float("nan")
+    seconds: list[float] = field(default_factory=list)  # per repetition, one entry per round
+
+    def warmup(self, reps: int = 2) -> None:
+        t = time.perf_counter()
+        self.run(1)
+        self.compile_s = time.perf_counter() - t
+        self.run(reps)  # steady state: caches, allocator, thread pools
+
+    def time_round(self, reps: int) -> float:
+        t = time.perf_counter()
+        self.run(reps)
+        seconds = (time.perf_counter() - t) / reps
+        self.seconds.append(seconds)
+        return seconds
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.group, self.name)
+
+    def summary(self) -> dict:
+        s = sorted(self.seconds)
+        return {
+            "group": self.group,
+            "name": self.name,
+            "items": self.items,
+            "compile_s": self.compile_s,
+            "median_s": statistics.median(s),
+            "min_s": s[0],
+            "max_s": s[-1],
+            "per_s_median": self.items / statistics.median(s),
+            "per_s_min": self.items / s[-1],
+            "per_s_max": self.items / s[0],
+            "rounds_s": self.seconds,
+            **self.info,
+        }
+
+
+def _send(proc, message: dict) -> dict:
+    proc.stdin.write(json.dumps(message) + "\n")
+    proc.stdin.flush()
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark worker died (exit code {proc.wait()})")
+        if line.startswith("@@"):  # a reply; anything else is the worker's own output
+            return json.loads(line[2:])
+        sys.stderr.write(line)
+
+
+class Worker:
+    """A process that builds contenders from a spec, warms them up and times rounds on request.
+
+    Args:
+      script: the benchmark script; it is run as `python script --worker SPEC`.
+      spec: JSON-able description of the contenders, passed to the script's `build`.
+      env: environment overrides (e.g. XLA_FLAGS); None values remove a variable.
+    """
+
+    def __init__(self, script, spec: dict, env: dict | None = None, label: str = ""):
+        self.label = label
+        environ = dict(os.environ)
+        for k, v in (env or {}).items():
+            if v is None:
+                environ.pop(k, None)
+            else:
+                environ[k] = v
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), "--worker", json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=environ,
+            cwd=ROOT,
+        )
+        self.contenders: list[Contender] = []
+        self.machine: dict = {}
+
+    def warmup(self) -> None:
+        reply = _send(self.proc, {"cmd": "warmup"})
+        self.machine = reply["machine"]
+        for c in reply["contenders"]:
+            self.contenders.append(
+                Contender(
+                    c["name"],
+                    c["group"],
+                    items=c["items"],
+                    info=c["info"],
+                    compile_s=c["compile_s"],
+                )
+            )
+
+    def time_round(self, reps: int) -> None:
+        reply = _send(self.proc, {"cmd": "round", "reps": reps})
+        for c, seconds in zip(self.contenders, reply["seconds"], strict=True):
+            c.seconds.append(seconds)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(RuntimeError, BrokenPipeError):
+                _send(self.proc, {"cmd": "quit"})
+            self.proc.wait(timeout=30)
+
+
+def worker_main(build: Callable[[dict], list[Contender]], spec_json: str) -> None:
+    """The worker side of `Worker`: answers warmup / round / quit requests on stdin."""
+    spec = json.loads(spec_json)
+    contenders: list[Contender] = []
+
+    def reply(message):
+        sys.stdout.write("@@" + json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["cmd"] == "warmup":
+            contenders = build(spec)
+            for c in contenders:
+                c.warmup()
+            reply(
+                {
+                    "machine": machine(),
+                    "contenders": [
+                        {
+                            "name": c.name,
+                            "group": c.group,
+                            "items": c.items,
+                            "info": c.info,
+                            "compile_s": c.compile_s,
+                        }
+                        for c in contenders
+                    ],
+                }
+            )
+        elif request["cmd"] == "round":
+            reply({"seconds": [c.time_round(request["reps"]) for c in contenders]})
+        else:
+            reply({})
+            return
+
+
+def run_workers(workers: list[Worker], rounds: int, reps: int, log=print) -> list[Contender]:
+    """Warms every worker up, then times `rounds` interleaved rounds; returns all contenders."""
+    try:
+        for w in workers:
+            t = time.perf_counter()
+            w.warmup()
+            log(f"  {w.label or 'worker'}: ready in {time.perf_counter() - t:.0f} s")
+        for r in range(rounds):
+            for w in workers:
+                w.time_round(reps)
+            log(f"  round {r + 1}/{rounds}")
+    finally:
+        for w in workers:
+            w.close()
+    return [c for w in workers for c in w.contenders]
+
+
+def machine() -> dict:
+    """Where the numbers came from: CPU, cores, backend, versions, flags, date, load."""
+    import jax  # here, not at the top: the parent process of a run never needs a backend
+
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    devices = jax.devices()
+    info = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": f"{len(devices)} x {devices[0].device_kind}",
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+    try:
+        import torch  # only to record its version when it is installed
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    with contextlib.suppress(OSError):
+        info["loadavg"] = os.getloadavg()[0]
+    return info
+
+
+def accelerator() -> bool:
+    """True when JAX runs on a GPU or TPU, where benchmarks scale their batches up."""
+    import jax  # see machine()
+
+    return jax.default_backend() != "cpu"
+
+
+def fmt_rate(summary: dict, digits: int = 0) -> str:
+    """'median (min-max)' of the items-per-second of a contender summary."""
+    f = f".{digits}f"
+    return f"{summary['per_s_median']:{f}} ({summary['per_s_min']:{f}}-{summary['per_s_max']:{f}})"
+
+
+def fmt_ms(summary: dict) -> str:
+    """'median (min-max)' of the seconds per repetition, in milliseconds."""
+    return (
+        f"{summary['median_s'] * 1e3:.2f} "
+        f"({summary['min_s'] * 1e3:.2f}-{summary['max_s'] * 1e3:.2f})"
+    )
+
+
+def print_table(headers: list[str], rows: list[list]) -> None:
+    rows = [[str(c) for c in r] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(headers, *rows, strict=True)]
+    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+    print(line(headers))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print(line(r))
+
+
+def write_json(path, payload: dict) -> None:
+    if not path:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1, default=str))
+    print(f"wrote {path}")

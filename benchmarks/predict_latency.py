@@ -1,0 +1,143 @@
+"""Predict latency at batch 1 (the GUI's case) and batch 64, charjax vs PyTorch eager.
+
+charjax goes through `charjax.predict.Predictor.probabilities`, the path `charjax predict`
+and the GUI use: uint8 images in, padded to a batch bucket, jitted forward + softmax, numpy
+probabilities out. torch does the same work eagerly under `torch.inference_mode()`: uint8 ->
+float, forward in eval mode, softmax, numpy. Weights are random (latency does not depend on
+them); both sides use identical architectures (torch_models.py).
+
+    .venv/bin/python benchmarks/predict_latency.py     # resnet-small, cnn-small; 32, 64 px
+    .venv/bin/python benchmarks/predict_latency.py --quick --json out.json
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import harness
+import numpy as np
+from harness import Contender
+
+ARCHS = ("resnet-small", "cnn-small")
+VARIANTS = {
+    "before": {"env": {"CHARJAX_XLA_DEFAULTS": "0"}, "fast": False},
+    "charjax": {"env": {}, "fast": True},
+}
+
+
+def _images(batch, size):
+    return np.random.default_rng(0).integers(0, 256, (batch, size, size), dtype=np.uint8)
+
+
+def charjax_predict(arch, size, batch, fast):
+    """`Predictor.probabilities` on a uint8 batch, with freshly initialised variables."""
+    import jax
+
+    from charjax.config import TrainConfig
+    from charjax.models import get_model
+    from charjax.predict import Predictor
+    from charjax.preprocess import PreprocessSpec
+
+    model = get_model(arch, fast=fast)
+    x = np.zeros((1, size, size, 1), np.float32)
+    with jax.threefry_partitionable(False):
+        variables = jax.jit(model.init)({"params": jax.random.key(0)}, x)
+    meta = {
+        "config": TrainConfig(arch=arch, image_size=size).to_dict(),
+        "preprocess": PreprocessSpec(size=size).to_dict(),
+    }
+    predictor = Predictor(model, variables, meta, source="benchmark")
+    images = _images(batch, size)
+
+    def run(n):
+        for _ in range(n):
+            predictor.probabilities(images)  # returns numpy: already waited for
+
+    return run
+
+
+def torch_predict(arch, size, batch):
+    import torch
+    import torch_models
+
+    model = torch_models.build(arch, size).eval()
+    images = _images(batch, size)
+
+    def run(n):
+        with torch.inference_mode():
+            for _ in range(n):
+                x = torch.from_numpy(images).unsqueeze(1).float() / 255.0
+                torch.softmax(model(x), -1).numpy()
+
+    return run
+
+
+def build(spec: dict) -> list[Contender]:
+    out = []
+    for arch, size, batch in spec["configs"]:
+        group = f"{arch} {size}px batch {batch}"
+        if spec["side"] == "torch":
+            out.append(Contender("torch", group, torch_predict(arch, size, batch), batch))
+        else:
+            fast = VARIANTS[spec["variant"]]["fast"]
+            run = charjax_predict(arch, size, batch, fast)
+            out.append(Contender(spec["variant"], group, run, batch))
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--archs", nargs="+", default=list(ARCHS))
+    p.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    p.add_argument("--rounds", type=int, default=9)
+    p.add_argument("--reps", type=int, default=None, help="calls per round (default: scaled)")
+    p.add_argument("--quick", action="store_true", help="3 rounds")
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        return harness.worker_main(build, args.worker)
+
+    rounds = 3 if args.quick else args.rounds
+    configs = [[a, s, b] for b in args.batches for s in args.sizes for a in args.archs]
+    script = Path(__file__).resolve()
+    workers = [
+        harness.Worker(
+            script, {"side": "jax", "variant": v, "configs": configs}, VARIANTS[v]["env"], v
+        )
+        for v in VARIANTS
+    ]
+    if not args.no_torch:
+        workers.append(harness.Worker(script, {"side": "torch", "configs": configs}, label="torch"))
+    # Enough calls per round that one round takes ~0.1-0.5 s at batch 1.
+    contenders = harness.run_workers(workers, rounds, args.reps or (20 if args.quick else 50))
+
+    by_group: dict[str, dict[str, dict]] = {}
+    for c in contenders:
+        by_group.setdefault(c.group, {})[c.name] = c.summary()
+    rows = []
+    for group, members in by_group.items():
+        torch_s = members.get("torch")
+        for name, s in members.items():
+            vs = torch_s["median_s"] / s["median_s"] if torch_s else float("nan")
+            rows.append([group, name, harness.fmt_ms(s), f"{s['compile_s']:.2f}", f"{vs:.2f}x"])
+    print()
+    harness.print_table(
+        ["config", "contender", "ms per call median (min-max)", "compile s", "speed vs torch"],
+        rows,
+    )
+    harness.write_json(
+        args.json,
+        {
+            "benchmark": "predict_latency",
+            "argv": sys.argv[1:],
+            "machine": {w.label: w.machine for w in workers},
+            "results": [s for m in by_group.values() for s in m.values()],
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

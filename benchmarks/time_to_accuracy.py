@@ -1,0 +1,155 @@
+"""Wall time from `charjax train` start until held-out font accuracy reaches 90% and 95%.
+
+Runs the real command (`charjax train`, the font dataset by default, whose val split is font
+families never seen in training) in a fresh process, evaluating every --eval-every steps, and
+watches WORKDIR/metrics.jsonl as it is written: each eval record is stamped with the wall time
+since the command started (start-up, dataset loading and compilation included). Accuracy is
+case-insensitive top-1 ("accuracy_ci": c/C, o/O, s/S... are the same picture once cropped).
+Stops the run once every target is reached, or at --max-minutes.
+
+    .venv/bin/python benchmarks/time_to_accuracy.py              # resnet-small, fonts, 32 px
+    .venv/bin/python benchmarks/time_to_accuracy.py --arch cnn-small --image-size 64
+    .venv/bin/python benchmarks/time_to_accuracy.py --data /path/to/prepared/fonts --json out.json
+
+The dataset is whatever `--data` names; the default `fonts` cache is built from the fonts
+installed on the machine (see README "Datasets" for the richer font set), so say which.
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import harness
+
+
+def _charjax_command() -> list[str]:
+    script = Path(sys.executable).with_name("charjax")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "charjax.cli.main"]
+
+
+def _eval_records(path: Path, seen: int) -> tuple[list[dict], int]:
+    """New complete eval records of metrics.jsonl after the first `seen` lines."""
+    if not path.exists():
+        return [], seen
+    lines = path.read_text().splitlines()
+    complete = lines if path.read_text().endswith("\n") else lines[:-1]
+    records = [json.loads(line) for line in complete[seen:]]
+    return [r for r in records if r.get("kind") == "eval"], len(complete)
+
+
+def run(args) -> dict:
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="charjax-tta-"))
+    if (workdir / "metrics.jsonl").exists():
+        raise SystemExit(f"{workdir} already holds a run; give a new --workdir")
+    workdir.mkdir(parents=True, exist_ok=True)
+    command = _charjax_command() + [
+        "train",
+        "--arch", args.arch,
+        "--data", args.data,
+        "--image-size", str(args.image_size),
+        "--workdir", str(workdir),
+        "--eval-every", str(args.eval_every),
+        "--checkpoint-every", "0",
+        "--seed", str(args.seed),
+        "--no-progress",
+        *args.train_args,
+    ]  # fmt: skip
+    print(" ".join(command))
+    start = time.perf_counter()
+    log = (workdir / "train.log").open("w")  # the command's own output
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
+    targets = sorted(args.targets)
+    reached: dict[float, dict] = {}
+    curve, seen = [], 0
+    try:
+        while True:
+            records, seen = _eval_records(workdir / "metrics.jsonl", seen)
+            now = time.perf_counter() - start
+            for r in records:
+                point = {
+                    "step": r["step"],
+                    "epoch": r["epoch"],
+                    "wall_s": now,  # since the command started; within one poll interval
+                    "train_loop_s": r["time"],  # fit's own clock: training loop only
+                    "accuracy_ci": r["accuracy_ci"],
+                    "accuracy": r["accuracy"],
+                }
+                curve.append(point)
+                print(
+                    f"  {now:7.1f} s  step {r['step']:6d}  held-out accuracy "
+                    f"{r['accuracy']:.3f}, case-insensitive {r['accuracy_ci']:.3f}"
+                )
+                for t in targets:
+                    if t not in reached and r["accuracy_ci"] >= t:
+                        reached[t] = point
+            if len(reached) == len(targets) or proc.poll() is not None:
+                break
+            if now > args.max_minutes * 60:
+                print(f"  stopping: --max-minutes {args.max_minutes} reached")
+                break
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # charjax saves and exits on the first Ctrl-C
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    log.close()
+    if proc.returncode not in (0, -signal.SIGINT, 130) and not curve:
+        raise SystemExit(f"charjax train failed (exit code {proc.returncode}); see {log.name}")
+    config = json.loads((workdir / "config.json").read_text())
+    return {
+        "benchmark": "time_to_accuracy",
+        "command": command,
+        "data": config.get("data"),
+        "targets": {f"{t:.2f}": reached.get(t) for t in targets},
+        "curve": curve,
+        "workdir": str(workdir),
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", default="resnet-small")
+    p.add_argument("--data", default="fonts")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--targets", type=float, nargs="+", default=[0.90, 0.95])
+    p.add_argument("--eval-every", type=int, default=50, help="steps between evaluations")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=30.0)
+    p.add_argument("--workdir", help="default: a new temporary directory")
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument(
+        "train_args", nargs="*", help="more `charjax train` options, after --, e.g. -- --lr 1e-3"
+    )
+    args = p.parse_args(argv)
+    env_note = os.environ.get("XLA_FLAGS", "")
+    result = run(args)
+    print()
+    rows = []
+    for t, point in result["targets"].items():
+        if point is None:
+            rows.append([t, "not reached", "", "", ""])
+        else:
+            rows.append(
+                [t, f"{point['wall_s']:.0f}", f"{point['train_loop_s']:.0f}", point["step"],
+                 f"{point['epoch']:.1f}"]
+            )  # fmt: skip
+    harness.print_table(
+        ["case-insensitive target", "wall s (from start)", "train loop s", "step", "epoch"], rows
+    )
+    data = result["data"] or {}
+    print(f"data: {data.get('path')} ({data.get('counts')})")
+    result["xla_flags_env"] = env_note
+    harness.write_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""Train-step throughput, charjax vs PyTorch eager, for the same architectures side by side.
+
+Every contender does the same work per step on a fixed batch: forward in train mode (batch
+norm statistics, dropout), softmax cross-entropy, backward, AdamW update. charjax's step is
+jitted with the state donated and the batch sharded over all devices, as `charjax.train`
+does; torch runs eagerly (its default NCHW layout, and channels_last). "charjax library"
+is the library's own `train_step` (with on-device augmentation and metrics) for reference.
+
+Each side runs in its own worker process (see harness.py): "charjax" with the library's
+defaults, "before" with the plain formulations and XLA's default flags (what charjax did
+before the CPU work), and "torch". Rounds are interleaved across the processes.
+
+    .venv/bin/python benchmarks/train_step.py                      # 32 and 64 px, batch 128
+    .venv/bin/python benchmarks/train_step.py --quick              # fewer rounds
+    .venv/bin/python benchmarks/train_step.py --ablate             # each CPU lever alone
+    .venv/bin/python benchmarks/train_step.py --json out.json
+"""
+
+import argparse
+import sys
+from functools import partial
+from pathlib import Path
+
+import harness
+import numpy as np
+from harness import Contender
+
+HERE = Path(__file__).resolve().parent
+ARCHS = ("cnn-small", "resnet-small")
+
+# Process-wide settings a worker can be started with (env), and model options (fast).
+# "charjax" is the library as shipped; the others show one lever each (--ablate).
+VARIANTS = {
+    "before": {"env": {"CHARJAX_XLA_DEFAULTS": "0"}, "fast": False},
+    "charjax": {"env": {}, "fast": True},
+    "fast layers only": {"env": {"CHARJAX_XLA_DEFAULTS": "0"}, "fast": True},
+    "xla flags only": {"env": {}, "fast": False},
+    "2 devices": {"env": {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, "fast": True},
+}
+
+
+def _batch(size, batch, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(size=(batch, size, size, 1)).astype(np.float32)
+    return images, rng.integers(0, 62, batch).astype(np.int32)
+
+
+def jax_model_step(arch, size, batch, fast):
+    """charjax: forward + loss + backward + AdamW on a fixed batch, as one jitted program."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from charjax import parallel
+    from charjax.models import get_model
+
+    model = get_model(arch, fast=fast)
+    mesh = parallel.make_mesh()
+    repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
+    images, labels = _batch(size, batch)
+    x, y = jax.device_put(images, sharded), jax.device_put(labels, sharded)
+    keys = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+    with jax.threefry_partitionable(False):  # compiles faster on CPU; same init
+        variables = jax.jit(partial(model.init, train=False), out_shardings=repl)(keys, x[:1])
+    tx = optax.adamw(1e-3, weight_decay=5e-4)
+    state = {
+        "params": variables["params"],
+        "batch_stats": variables.get("batch_stats", {}),
+        "opt": jax.jit(tx.init, out_shardings=repl)(variables["params"]),
+    }
+
+    def loss_fn(params, batch_stats, rng):
+        v = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
+        logits, updates = model.apply(
+            v, x, train=True, rngs={"dropout": rng}, mutable=["batch_stats"]
+        )
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return loss, updates.get("batch_stats", {})
+
+    @partial(jax.jit, donate_argnums=0, out_shardings=(repl, repl))
+    def step(state, rng):
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state["params"], state["batch_stats"], rng
+        )
+        updates, opt = tx.update(grads, state["opt"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        return {"params": params, "batch_stats": batch_stats, "opt": opt}, loss
+
+    box = [state]
+    rng = jax.device_put(jax.random.key(2), repl)
+
+    def run(n):
+        for _ in range(n):
+            box[0], loss = step(box[0], rng)
+        jnp.asarray(loss).block_until_ready()
+
+    return run
+
+
+def jax_library_step(arch, size, batch, **overrides):
+    """charjax.train's own jitted train_step (augmentation on device, metrics), as fit runs it."""
+    import jax
+
+    from charjax import parallel
+    from charjax.config import TrainConfig
+    from charjax.losses import build_model
+    from charjax.train import create_train_state, jit_train_step, make_optimizer, make_schedule
+
+    config = TrainConfig(arch=arch, image_size=size, batch_size=batch, **overrides)
+    mesh = parallel.make_mesh()
+    schedule = make_schedule(config, 10_000)
+    state = create_train_state(build_model(config), config, make_optimizer(config, schedule), mesh)
+    step = jit_train_step(config, schedule, mesh)
+    images, labels = _batch(size, batch)
+    host = {
+        "image": (images[..., 0] * 255).astype(np.uint8),
+        "label": labels,
+        "mask": np.ones(batch, bool),
+    }
+    device_batch = parallel.put_batch(host, mesh)
+    box = [state]
+
+    def run(n):
+        for _ in range(n):
+            box[0], metrics = step(box[0], device_batch)
+        jax.block_until_ready(metrics)
+
+    return run
+
+
+def torch_step(arch, size, batch, channels_last):
+    """PyTorch eager: the same architecture, loss and optimizer (see torch_models.py)."""
+    import torch
+    import torch_models
+
+    model = torch_models.build(arch, size).train()
+    images, labels = _batch(size, batch)
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+    y = torch.from_numpy(labels.astype(np.int64))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    # Weight decay on kernels only, as charjax's optimizer.
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    rest = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 5e-4}, {"params": rest, "weight_decay": 0.0}], lr=1e-3
+    )
+
+    def run(n):
+        for _ in range(n):
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+
+    return run
+
+
+def group_name(arch, size, batch):
+    return f"{arch} {size}px b{batch}"
+
+
+def build(spec: dict) -> list[Contender]:
+    """The contenders of one worker (see harness.Worker)."""
+    out = []
+    for arch, size, batch in spec["configs"]:
+        group = group_name(arch, size, batch)
+        if spec["side"] == "torch":
+            import torch_models  # the torch worker only
+
+            # A comparison is only meaningful if the twin is the same function.
+            torch_models.check_same_function(arch, size)
+            out.append(Contender("torch", group, torch_step(arch, size, batch, False), batch))
+            out.append(
+                Contender("torch channels_last", group, torch_step(arch, size, batch, True), batch)
+            )
+        else:
+            name = spec["variant"]
+            fast = VARIANTS[name]["fast"]
+            out.append(Contender(name, group, jax_model_step(arch, size, batch, fast), batch))
+            if spec.get("library") and name == "charjax":
+                out.append(
+                    Contender("charjax library", group, jax_library_step(arch, size, batch), batch)
+                )
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--archs", nargs="+", default=list(ARCHS))
+    p.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
+    p.add_argument("--batch", type=int, nargs="+", default=None, help="default: 128 (CPU)")
+    p.add_argument("--rounds", type=int, default=9)
+    p.add_argument("--reps", type=int, default=None, help="steps per round (default: scaled)")
+    p.add_argument("--quick", action="store_true", help="3 rounds, fewer steps")
+    p.add_argument("--ablate", action="store_true", help="also run each CPU lever alone")
+    p.add_argument(
+        "--variants", nargs="+", help="the charjax workers to run (default: before, charjax)"
+    )
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--no-library", action="store_true", help="skip charjax's own train_step")
+    p.add_argument("--accelerator", action="store_true", help="scale batches for a GPU/TPU")
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        return harness.worker_main(build, args.worker)
+
+    # On an accelerator the same sizes are far too small to measure anything but overhead.
+    batches = args.batch or ([1024] if args.accelerator else [128])
+    rounds = 3 if args.quick else args.rounds
+    reps = args.reps or (2 if args.quick else 3)
+    configs = [[a, s, b] for b in batches for s in args.sizes for a in args.archs]
+    variants = args.variants or ["before", "charjax"] + (
+        ["fast layers only", "xla flags only"] if args.ablate else []
+    )
+    script = Path(__file__).resolve()
+    workers = [
+        harness.Worker(
+            script,
+            {"side": "jax", "variant": v, "configs": configs, "library": not args.no_library},
+            env=VARIANTS[v]["env"],
+            label=v,
+        )
+        for v in variants
+    ]
+    if not args.no_torch:
+        workers.append(harness.Worker(script, {"side": "torch", "configs": configs}, label="torch"))
+    contenders = harness.run_workers(workers, rounds, reps)
+    report(contenders, workers, args)
+
+
+def report(contenders, workers, args):
+    rows, results = [], []
+    by_group: dict[str, dict[str, dict]] = {}
+    for c in contenders:
+        s = c.summary()
+        by_group.setdefault(c.group, {})[c.name] = s
+        results.append(s)
+    for group, members in by_group.items():
+        torch_best = max(
+            (s for n, s in members.items() if n.startswith("torch")),
+            key=lambda s: s["per_s_median"],
+            default=None,
+        )
+        for name, s in members.items():
+            ratio = s["per_s_median"] / torch_best["per_s_median"] if torch_best else float("nan")
+            before = members.get("before")
+            gain = s["per_s_median"] / before["per_s_median"] if before else float("nan")
+            rows.append(
+                [group, name, f"{s['compile_s']:.1f}", harness.fmt_rate(s), f"{gain:.2f}x",
+                 f"{ratio:.2f}x"]
+            )  # fmt: skip
+    print()
+    harness.print_table(
+        ["config", "contender", "compile s", "images/s median (min-max)", "vs before",
+         "vs best torch"], rows
+    )  # fmt: skip
+    harness.write_json(
+        args.json,
+        {
+            "benchmark": "train_step",
+            "argv": sys.argv[1:],
+            "machine": {w.label: w.machine for w in workers},
+            "results": results,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
