@@ -249,6 +249,30 @@ def accelerator() -> bool:
     return jax.default_backend() != "cpu"
 
 
+def probe_backend() -> str:
+    """JAX's default backend ("cpu", "gpu", "tpu"), asked of a short-lived process, so that a
+    parent that only orchestrates workers never holds an accelerator (or its memory) itself."""
+    env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    probe = "import jax; print(jax.default_backend())"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    return out.stdout.strip().splitlines()[-1] if out.returncode == 0 else "cpu"
+
+
+def torch_device():
+    """The torch device matching JAX's backend: CUDA when there is one, else the CPU."""
+    import torch  # benchmarks' torch workers only
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def torch_sync(device) -> None:
+    """Waits for torch's queued work (CUDA is asynchronous, like JAX)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def fmt_rate(summary: dict, digits: int = 0) -> str:
     """'median (min-max)' of the items-per-second of a contender summary."""
     f = f".{digits}f"

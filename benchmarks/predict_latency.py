@@ -60,14 +60,15 @@ def torch_predict(arch, size, batch):
     import torch
     import torch_models
 
-    model = torch_models.build(arch, size).eval()
+    device = harness.torch_device()
+    model = torch_models.build(arch, size).eval().to(device)
     images = _images(batch, size)
 
     def run(n):
         with torch.inference_mode():
             for _ in range(n):
-                x = torch.from_numpy(images).unsqueeze(1).float() / 255.0
-                torch.softmax(model(x), -1).numpy()
+                x = torch.from_numpy(images).to(device).unsqueeze(1).float() / 255.0
+                torch.softmax(model(x), -1).cpu().numpy()  # to the host, as charjax's
 
     return run
 

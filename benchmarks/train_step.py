@@ -133,10 +133,11 @@ def torch_step(arch, size, batch, channels_last):
     import torch
     import torch_models
 
-    model = torch_models.build(arch, size).train()
+    device = harness.torch_device()
+    model = torch_models.build(arch, size).train().to(device)
     images, labels = _batch(size, batch)
-    x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
-    y = torch.from_numpy(labels.astype(np.int64))
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(device)
+    y = torch.from_numpy(labels.astype(np.int64)).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -153,6 +154,7 @@ def torch_step(arch, size, batch, channels_last):
             loss = torch.nn.functional.cross_entropy(model(x), y)
             loss.backward()
             opt.step()
+        harness.torch_sync(device)
 
     return run
 
@@ -200,15 +202,16 @@ def main(argv=None):
     )
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--no-library", action="store_true", help="skip charjax's own train_step")
-    p.add_argument("--accelerator", action="store_true", help="scale batches for a GPU/TPU")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         return harness.worker_main(build, args.worker)
 
-    # On an accelerator the same sizes are far too small to measure anything but overhead.
-    batches = args.batch or ([1024] if args.accelerator else [128])
+    # On a GPU/TPU, batch 128 of 32 px images measures little but dispatch overhead.
+    backend = harness.probe_backend()
+    batches = args.batch or ([128] if backend == "cpu" else [1024])
+    print(f"backend: {backend}; batch {batches}")
     rounds = 3 if args.quick else args.rounds
     reps = args.reps or (2 if args.quick else 3)
     configs = [[a, s, b] for b in batches for s in args.sizes for a in args.archs]
