@@ -1,7 +1,7 @@
 """Runs the benchmark suite, each script in its own process, and collects their JSON.
 
     .venv/bin/python benchmarks/run_all.py --quick     # `make bench`: a few minutes on 2 cores
-    .venv/bin/python benchmarks/run_all.py             # the full suite (docs/performance.md)
+    .venv/bin/python benchmarks/run_all.py             # the full suite (README "Performance")
     .venv/bin/python benchmarks/run_all.py --only train_step predict_latency
 
 Results go to --out (default runs/bench/DATE/), one JSON per benchmark. time_to_accuracy

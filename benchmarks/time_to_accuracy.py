@@ -10,6 +10,7 @@ Stops the run once every target is reached, or at --max-minutes.
     .venv/bin/python benchmarks/time_to_accuracy.py              # resnet-small, fonts, 32 px
     .venv/bin/python benchmarks/time_to_accuracy.py --arch cnn-small --image-size 64
     .venv/bin/python benchmarks/time_to_accuracy.py --data /path/to/prepared/fonts --json out.json
+    .venv/bin/python benchmarks/time_to_accuracy.py --replot a.json b.json --plot curves.png
 
 The dataset is whatever `--data` names; the default `fonts` cache is built from the fonts
 installed on the machine (see README "Datasets" for the richer font set), so say which.
@@ -115,6 +116,35 @@ def run(args) -> dict:
     }
 
 
+def plot(results: list[dict], out: str) -> None:
+    """Held-out accuracy against wall time, one curve per run, the targets as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=100)
+    for result in results:
+        curve = result["curve"]
+        arch = result["command"][result["command"].index("--arch") + 1]
+        minutes = [p["wall_s"] / 60 for p in curve]
+        ax.plot(minutes, [100 * p["accuracy_ci"] for p in curve], marker=".", label=arch)
+    for t in results[0]["targets"]:
+        ax.axhline(100 * float(t), color="gray", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("wall time since `charjax train` started (min)")
+    ax.set_ylabel("held-out fonts, top-1 case-insensitive (%)")
+    ax.set_xlim(left=0)  # the start-up and compile time before the first point shows
+    ax.set_ylim(50, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    tmp = f"{out}.tmp.png"  # never leave a half-written picture under the real name
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="resnet-small")
@@ -126,10 +156,16 @@ def main(argv=None):
     p.add_argument("--max-minutes", type=float, default=30.0)
     p.add_argument("--workdir", help="default: a new temporary directory")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--plot", help="draw accuracy against wall time into this PNG (matplotlib)")
+    p.add_argument("--replot", nargs="+", metavar="JSON", help="plot these results; no training")
     p.add_argument(
         "train_args", nargs="*", help="more `charjax train` options, after --, e.g. -- --lr 1e-3"
     )
     args = p.parse_args(argv)
+    if args.replot:
+        if not args.plot:
+            p.error("--replot needs --plot OUT.png")
+        return plot([json.loads(Path(f).read_text()) for f in args.replot], args.plot)
     env_note = os.environ.get("XLA_FLAGS", "")
     result = run(args)
     print()
@@ -149,6 +185,8 @@ def main(argv=None):
     print(f"data: {data.get('path')} ({data.get('counts')})")
     result["xla_flags_env"] = env_note
     harness.write_json(args.json, result)
+    if args.plot:
+        plot([result], args.plot)
 
 
 if __name__ == "__main__":

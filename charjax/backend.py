@@ -15,7 +15,7 @@ The rules:
   which is why they can be set before knowing which backend JAX will pick.
 
 Every default below was measured with benchmarks/train_step.py (interleaved A/B, see
-docs/performance.md); each says why it is here.
+README "Performance"); each says why it is here.
 """
 
 import os
