@@ -11,13 +11,24 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from charjax.backend import DTYPES
 from charjax.errors import CharjaxError
 
 SCHEDULES = ("cosine", "constant")
 
-# Options that may change when a run is resumed: they affect bookkeeping, not the result.
+# Options that may change when a run is resumed: they affect bookkeeping, not the state. (The
+# compute dtype is one: params and optimizer state are float32 whatever it is, and "auto"
+# already differs between machines, so a run begun on a TPU can go on on a CPU.)
 RESUMABLE_CHANGES = frozenset(
-    {"eval_every", "checkpoint_every", "log_every", "data_dir", "tensorboard", "histogram_every"}
+    {
+        "eval_every",
+        "checkpoint_every",
+        "log_every",
+        "data_dir",
+        "tensorboard",
+        "histogram_every",
+        "dtype",
+    }
 )
 
 
@@ -47,6 +58,8 @@ class TrainConfig:
       histogram_every: with `tensorboard`, write histograms of the params every N steps.
       latent_dim: size of a generative model's latent code (None: the architecture's own).
       beta: weight of the KL term in a VAE's loss (reconstruction + beta * KL).
+      dtype: compute dtype of the model: "float32", "bfloat16", or "auto" (bfloat16 on GPU/TPU,
+        float32 on CPU; see `charjax.backend.compute_dtype`). Params stay float32.
     """
 
     arch: str = "resnet-small"
@@ -70,6 +83,7 @@ class TrainConfig:
     histogram_every: int = 500
     latent_dim: int | None = None
     beta: float = 1.0
+    dtype: str = "auto"
 
     def __post_init__(self):
         checks = [
@@ -96,6 +110,10 @@ class TrainConfig:
                 f"latent dim must be in [1, 1024], got {self.latent_dim}",
             ),
             (self.beta >= 0, f"beta must be >= 0, got {self.beta}"),
+            (
+                self.dtype in DTYPES,
+                f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}",
+            ),
         ]
         for ok, message in checks:
             if not ok:

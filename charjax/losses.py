@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from charjax.backend import compute_dtype
 from charjax.config import TrainConfig
 from charjax.errors import CharjaxError
 from charjax.labels import FOLD_TABLE, NUM_CLASSES
@@ -30,12 +31,14 @@ def model_kind(arch: str) -> str:
 
 
 def build_model(config: TrainConfig) -> nn.Module:
-    """The flax module a run trains: its arch, with the config's options for its kind."""
+    """The flax module a run trains: its arch, with the config's options for its kind, computing
+    in the config's dtype on this machine's backend."""
+    dtype = compute_dtype(config.dtype)
     if model_kind(config.arch) == "classifier":
         if config.latent_dim is not None:
             raise CharjaxError(f"--latent-dim is for generative models; {config.arch} classifies")
-        return get_model(config.arch, num_classes=NUM_CLASSES)
-    options = {"image_size": config.image_size}
+        return get_model(config.arch, num_classes=NUM_CLASSES, dtype=dtype)
+    options = {"image_size": config.image_size, "dtype": dtype}
     if config.latent_dim is not None:
         options["latent_dim"] = config.latent_dim
     return get_model(config.arch, num_classes=NUM_CLASSES, **options)

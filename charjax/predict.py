@@ -12,6 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from charjax.backend import compute_dtype
 from charjax.checkpoint import load_for_inference
 from charjax.config import TrainConfig
 from charjax.errors import CharjaxError
@@ -83,7 +84,11 @@ class Predictor:
         config = TrainConfig.from_dict(meta["config"])
         if config.arch not in MODELS:
             raise CharjaxError(f"{path} was trained with unknown model {config.arch!r}")
-        model = get_model(config.arch, num_classes=len(meta.get("classes", CLASSES)))
+        model = get_model(
+            config.arch,
+            num_classes=len(meta.get("classes", CLASSES)),
+            dtype=compute_dtype(config.dtype),  # the run's dtype policy, on this backend
+        )
         _check_variables(model, variables, config.image_size, str(path))
         return cls(model, variables, meta, source=str(path))
 

@@ -6,6 +6,7 @@ import json
 import click
 
 from charjax import distributed
+from charjax.backend import DTYPES
 from charjax.config import SCHEDULES, TrainConfig
 from charjax.fit import fit
 
@@ -127,6 +128,14 @@ D = TrainConfig()  # defaults shown in --help come from the one config
     show_default=True,
     type=float,
     help="VAEs: weight of the KL term (loss = reconstruction + beta * KL).",
+)
+@click.option(
+    "--dtype",
+    default=D.dtype,
+    show_default=True,
+    type=click.Choice(DTYPES),
+    help="Compute dtype (params stay float32). auto: bfloat16 on GPU/TPU, float32 on CPU, "
+    "where XLA computes convolutions in float32 anyway.",
 )
 @click.option(
     "--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."
