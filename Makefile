@@ -33,17 +33,24 @@ screenshot: setup
 
 # The bundled default model, charjax/pretrained/ (MODEL_CARD.md has its numbers): every font
 # installed here (README's apt line plus the handwriting-style packages in MODEL_CARD.md),
-# plain and stroke-style renderings, strong augmentation; then the drawn-glyph set, export and
-# measurements (written to $(PRETRAINED_WORK)/numbers.json).
+# plain and stroke-style renderings, plus extra stroke-style renderings of the handwriting and
+# script families that fall in the training split, strong augmentation; then the drawn-glyph
+# set, export and measurements (written to $(PRETRAINED_WORK)/numbers.json).
 PRETRAINED_WORK := build/pretrained
-PRETRAINED_STEPS := 4500
+PRETRAINED_STEPS := 12000
+PRETRAINED_HAND := --family Breip --family "Comic Neue" --family "Dancing Script" \
+	--family Delphine --family DkgHandwriting --family Purisa --family "Chancery Uralic" \
+	--family Z003
 .PHONY: pretrained
 pretrained: setup
 	rm -rf $(PRETRAINED_WORK)
 	.venv/bin/charjax data fonts --out $(PRETRAINED_WORK)/fonts --variants 2 --stroke-variants 2 --no-progress
-	nice -n 10 .venv/bin/charjax train --arch resnet-small --data $(PRETRAINED_WORK)/fonts \
+	.venv/bin/charjax data fonts --out $(PRETRAINED_WORK)/hand $(PRETRAINED_HAND) \
+		--variants 2 --stroke-variants 14 --seed 1 --no-progress
+	nice -n 5 .venv/bin/charjax train --arch resnet-small \
+		--data $(PRETRAINED_WORK)/fonts+$(PRETRAINED_WORK)/hand \
 		--workdir $(PRETRAINED_WORK)/run --steps $(PRETRAINED_STEPS) --augment 1.5 \
-		--eval-every 1500 --no-progress
+		--eval-every 2000 --no-progress
 	$(PY) -m charjax.apps.drawn_set --out $(PRETRAINED_WORK)/drawn
 	$(PY) -m charjax.bundle --run $(PRETRAINED_WORK)/run --fonts $(PRETRAINED_WORK)/fonts \
 		--drawn $(PRETRAINED_WORK)/drawn --json $(PRETRAINED_WORK)/numbers.json
