@@ -40,7 +40,8 @@ PRETRAINED_WORK := build/pretrained
 PRETRAINED_STEPS := 12000
 PRETRAINED_HAND := --family Breip --family "Comic Neue" --family "Dancing Script" \
 	--family Delphine --family DkgHandwriting --family Purisa --family "Chancery Uralic" \
-	--family Z003
+	--family Z003 --family Ecolier --family Havana --family Isabella --family "Kaushan Script" \
+	--family "Klee One" --family Kristi --family "Leckerli One" --family Rufscript
 .PHONY: pretrained
 pretrained: setup
 	rm -rf $(PRETRAINED_WORK)

@@ -91,9 +91,11 @@ def data():
 @click.option(
     "--handwriting",
     is_flag=True,
-    help="Keep only handwriting-style faces (Debian's fonts-comic-neue, fonts-humor-sans, "
-    "fonts-dkg-handwriting, fonts-bwht, fonts-dancingscript, fonts-lobstertwo, "
-    "fonts-tlwg-purisa-ttf, fonts-sjfonts, fonts-breip); adds to --family.",
+    help="Keep only handwriting-style and script faces (those of Debian's fonts-comic-neue, "
+    "fonts-humor-sans, fonts-dkg-handwriting, fonts-bwht, fonts-dancingscript, "
+    "fonts-lobstertwo, fonts-tlwg-purisa-ttf, fonts-sjfonts, fonts-breip, fonts-ecolier-court, "
+    "fonts-femkeklaver, fonts-havana, fonts-isabella, fonts-kaushanscript, fonts-klee, "
+    "fonts-kristi, fonts-leckerli-one, fonts-rufscript); adds to --family.",
 )
 @click.option(
     "--seed",

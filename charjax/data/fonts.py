@@ -31,12 +31,16 @@ from charjax.errors import CharjaxError
 from charjax.labels import CLASSES
 from charjax.preprocess import PreprocessSpec
 
-# Family names (or their starts) of handwriting-style faces in Debian's font packages
-# fonts-comic-neue, -humor-sans, -dkg-handwriting, -bwht, -dancingscript, -lobstertwo,
-# -tlwg-purisa-ttf, -sjfonts and -breip: `--handwriting` selects these.
+# Family names (or their starts) of handwriting-style and script faces in Debian's font
+# packages fonts-comic-neue, -humor-sans, -dkg-handwriting, -bwht, -dancingscript,
+# -lobstertwo, -tlwg-purisa-ttf, -sjfonts, -breip, and the cursive and script ones
+# -ecolier-court, -femkeklaver, -havana, -isabella, -kaushanscript, -klee, -kristi,
+# -leckerli-one, -rufscript: `--handwriting` selects these.
 HANDWRITING_FAMILIES = (
     "Comic Neue", "Humor Sans", "DkgHandwriting", "Because We", "Dancing Script",
     "Lobster Two", "Purisa", "Delphine", "Steve", "Breip",
+    "Ecolier", "femkeklaver", "Havana", "Isabella", "Kaushan Script", "Klee One", "Kristi",
+    "Leckerli One", "Rufscript",
 )  # fmt: skip
 
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc", ".pfb", ".t1", ".woff", ".woff2")
