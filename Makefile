@@ -37,7 +37,7 @@ screenshot: setup
 # script families that fall in the training split, strong augmentation; then the drawn-glyph
 # set, export and measurements (written to $(PRETRAINED_WORK)/numbers.json).
 PRETRAINED_WORK := build/pretrained
-PRETRAINED_STEPS := 12000
+PRETRAINED_STEPS := 16000
 PRETRAINED_HAND := --family Breip --family "Comic Neue" --family "Dancing Script" \
 	--family Delphine --family DkgHandwriting --family Purisa --family "Chancery Uralic" \
 	--family Z003 --family Ecolier --family Havana --family Isabella --family "Kaushan Script" \
