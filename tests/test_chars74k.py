@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from test_download import FileServer  # tests/ is on sys.path; one fake server for both files
 
 from charjax.cli.main import main
-from charjax.data import chars74k
+from charjax.data import chars74k_archive
 from charjax.data.cache import SPLITS, is_cache, load_cache
 from charjax.data.chars74k import Chars74kOptions, prepare_chars74k
 from charjax.data.sources import resolve_data
@@ -227,10 +227,10 @@ def test_truncated_archive_leaves_no_cache_and_is_fetched_afresh(site, archives,
 
 def test_an_interrupted_run_keeps_finished_subsets(site, archives, tmp_path, monkeypatch):
     read = []
-    real_read = chars74k._read_subsets
+    real_read = chars74k_archive.read_subsets
     monkeypatch.setattr(
-        chars74k,
-        "_read_subsets",
+        chars74k_archive,
+        "read_subsets",
         lambda src, subsets, *a: read.append(src.name) or real_read(src, subsets, *a),
     )
     good = archives["EnglishHnd.tgz"]

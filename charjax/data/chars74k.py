@@ -23,7 +23,6 @@ since each photo is already cropped to its character. One spec also keeps one ca
 and lets Chars74K mix with the font dataset, whose spec it shares.
 """
 
-import collections
 import dataclasses
 import json
 import os
@@ -36,20 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
+from charjax.data import chars74k_archive
 from charjax.data.cache import SPLITS, is_cache, write_cache
-from charjax.data.chars74k_archive import (
-    OK,
-    SKIP_REASONS,
-    CorruptArchive,
-    load_stage,
-    read_pngs,
-    save_stage,
-    stage_file,
-)
+from charjax.data.chars74k_archive import CorruptArchive, load_stage, save_stage, stage_file
 from charjax.data.download import download, verify
 from charjax.data.folder import split_per_class
 from charjax.errors import CharjaxError
-from charjax.labels import NUM_CLASSES
 from charjax.preprocess import PreprocessSpec
 
 OFFICIAL_URL = "http://www.ee.surrey.ac.uk/CVSSP/demos/chars74k/"
@@ -82,7 +73,6 @@ SUBSETS = {
 }
 ARCHIVE_MB = {"EnglishFnt.tgz": 51, "EnglishHnd.tgz": 13, "EnglishImg.tgz": 128}  # about
 SPLIT_MODES = ("random", "writer")
-_MEMBER = re.compile(r"(?P<folder>.+)/Sample(?P<cls>\d{3})/img\d+-(?P<num>\d+)\.png")
 
 
 @dataclass(frozen=True)
@@ -209,58 +199,6 @@ def _prepared_meta(path: Path, options: Chars74kOptions) -> dict | None:
 def archive_url(name: str, url_base: str | None = None) -> str:
     base = url_base or os.environ.get(URL_ENV) or OFFICIAL_URL
     return base.rstrip("/") + "/" + name
-
-
-# --- reading ---------------------------------------------------------------------------------
-
-
-def _read_subsets(
-    source: Path, subsets: list[Subset], spec: PreprocessSpec, workers: int, progress: bool
-) -> dict[str, dict]:
-    """Decodes and preprocesses the subsets held by one archive (or its unpacked folder).
-
-    Returns, per subset, arrays sorted by member name (so the split does not depend on the
-    order inside the archive): images, labels, nums (the number after the dash), and the
-    counts of skipped files by reason.
-    """
-    by_folder = {s.folder: s.name for s in subsets}
-
-    def subset_of(name: str) -> str | None:
-        m = _MEMBER.fullmatch(name.removeprefix("./"))
-        return by_folder.get(m["folder"]) if m else None
-
-    got = {s.name: collections.defaultdict(list) for s in subsets}
-    skipped = {s.name: collections.Counter() for s in subsets}
-    folders = list(by_folder)
-    for name, image, status in read_pngs(
-        source, folders, subset_of, spec, workers=workers, progress=progress
-    ):
-        m = _MEMBER.fullmatch(name.removeprefix("./"))
-        subset, label = by_folder[m["folder"]], int(m["cls"]) - 1
-        if not 0 <= label < NUM_CLASSES:
-            skipped[subset]["folder outside Sample001..Sample062"] += 1
-        elif status != OK:
-            skipped[subset][SKIP_REASONS[status]] += 1
-        else:
-            for key, value in (("names", name), ("images", image), ("labels", label)):
-                got[subset][key].append(value)
-            got[subset]["nums"].append(int(m["num"]))
-    result = {}
-    for s in subsets:
-        d = got[s.name]
-        if not d["names"]:
-            raise CharjaxError(
-                f"{source.name} has no usable images under {s.folder}/SampleNNN/; is it the "
-                f"Chars74K English {s.archive}?"
-            )
-        order = np.argsort(np.asarray(d["names"]), kind="stable")
-        result[s.name] = {
-            "images": np.stack(d["images"])[order],
-            "labels": np.asarray(d["labels"], np.int32)[order],
-            "nums": np.asarray(d["nums"], np.int32)[order],
-            "skipped": dict(skipped[s.name]),
-        }
-    return result
 
 
 # --- finding the archives ---------------------------------------------------------------------
@@ -404,7 +342,7 @@ def prepare_chars74k(
         if not todo:
             continue
         try:
-            read = _read_subsets(source, todo, spec, opts.workers, progress)
+            read = chars74k_archive.read_subsets(source, todo, spec, opts.workers, progress)
         except CorruptArchive as e:
             if ours:  # a download of ours that cannot be read: fetch it afresh next time
                 source.unlink(missing_ok=True)

@@ -7,7 +7,8 @@ an archive with absolute paths, `..`, links or device files is refused as a whol
 rather than silently skipped.
 
 What was read can be kept in stage files (.npz, never pickled) beside the output, so a run
-interrupted after one archive does not read that archive again.
+interrupted after one archive does not read that archive again. `read_subsets` turns the
+Chars74K layout (FOLDER/SampleCCC/imgCCC-NNNNN.png) into labelled arrays.
 """
 
 import collections
@@ -16,6 +17,7 @@ import hashlib
 import io
 import multiprocessing
 import os
+import re
 import sys
 import tarfile
 import zipfile
@@ -28,6 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from charjax.errors import CharjaxError
+from charjax.labels import NUM_CLASSES
 from charjax.preprocess import PreprocessSpec, preprocess
 
 OK, UNREADABLE, BLANK = 0, 1, 2
@@ -225,3 +228,58 @@ def load_stage(path: Path) -> dict | None:
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
     return data
+
+
+# Where a Chars74K member lives: FOLDER/SampleCCC/imgCCC-NNNNN.png (class CCC from 1).
+_MEMBER = re.compile(r"(?P<folder>.+)/Sample(?P<cls>\d{3})/img\d+-(?P<num>\d+)\.png")
+
+
+def read_subsets(
+    source: Path, subsets: list, spec: PreprocessSpec, workers: int, progress: bool
+) -> dict[str, dict]:
+    """Decodes and preprocesses the subsets held by one archive (or its unpacked folder).
+
+    `subsets` are `charjax.data.chars74k.Subset`s: each names its folder inside the archive.
+
+    Returns, per subset, arrays sorted by member name (so the split does not depend on the
+    order inside the archive): images, labels, nums (the number after the dash), and the
+    counts of skipped files by reason.
+    """
+    by_folder = {s.folder: s.name for s in subsets}
+
+    def subset_of(name: str) -> str | None:
+        m = _MEMBER.fullmatch(name.removeprefix("./"))
+        return by_folder.get(m["folder"]) if m else None
+
+    got = {s.name: collections.defaultdict(list) for s in subsets}
+    skipped = {s.name: collections.Counter() for s in subsets}
+    folders = list(by_folder)
+    for name, image, status in read_pngs(
+        source, folders, subset_of, spec, workers=workers, progress=progress
+    ):
+        m = _MEMBER.fullmatch(name.removeprefix("./"))
+        subset, label = by_folder[m["folder"]], int(m["cls"]) - 1
+        if not 0 <= label < NUM_CLASSES:
+            skipped[subset]["folder outside Sample001..Sample062"] += 1
+        elif status != OK:
+            skipped[subset][SKIP_REASONS[status]] += 1
+        else:
+            for key, value in (("names", name), ("images", image), ("labels", label)):
+                got[subset][key].append(value)
+            got[subset]["nums"].append(int(m["num"]))
+    result = {}
+    for s in subsets:
+        d = got[s.name]
+        if not d["names"]:
+            raise CharjaxError(
+                f"{source.name} has no usable images under {s.folder}/SampleNNN/; is it the "
+                f"Chars74K English {s.archive}?"
+            )
+        order = np.argsort(np.asarray(d["names"]), kind="stable")
+        result[s.name] = {
+            "images": np.stack(d["images"])[order],
+            "labels": np.asarray(d["labels"], np.int32)[order],
+            "nums": np.asarray(d["nums"], np.int32)[order],
+            "skipped": dict(skipped[s.name]),
+        }
+    return result
