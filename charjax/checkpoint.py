@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from charjax.errors import CharjaxError
@@ -137,3 +138,24 @@ def load_for_inference(path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(meta, dict) or "config" not in meta or "preprocess" not in meta:
         raise CharjaxError(f"{step_dir} is not a charjax checkpoint (no run config)")
     return model, meta
+
+
+def check_variables(model, variables, image_size: int, where: str) -> None:
+    """Refuses restored variables whose arrays do not fit the model their config names.
+
+    Params and batch statistics are compared by shape against the model's own initialisation
+    (traced, not computed), so a checkpoint copied in from another run fails here with one
+    clear line instead of deep inside `apply`.
+    """
+    dummy = jax.ShapeDtypeStruct((1, image_size, image_size, 1), np.float32)
+    expected = jax.eval_shape(lambda x: model.init({"params": jax.random.PRNGKey(0)}, x), dummy)
+    shapes = lambda tree: jax.tree.map(lambda a: tuple(a.shape), tree)
+    parts = lambda v: {"params": v.get("params"), "batch_stats": v.get("batch_stats", {})}
+    try:
+        same = shapes(parts(expected)) == shapes(parts(variables))
+    except (AttributeError, TypeError, ValueError):  # not a dict, or not arrays
+        same = False
+    if not same:
+        raise CharjaxError(
+            f"{where}: the saved arrays do not match its model; was it copied from another run?"
+        )

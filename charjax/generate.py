@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from charjax.checkpoint import load_for_inference
+from charjax.checkpoint import check_variables, load_for_inference
 from charjax.config import TrainConfig
 from charjax.data.sheet import save_png
 from charjax.errors import CharjaxError
@@ -95,13 +95,7 @@ class Generator:
         if config.arch not in MODELS:
             raise CharjaxError(f"{source} was trained with unknown model {config.arch!r}")
         model = build_model(config)
-        dummy = jax.ShapeDtypeStruct((1, config.image_size, config.image_size, 1), np.float32)
-        expected = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), dummy)
-        shapes = lambda tree: jax.tree.map(lambda a: tuple(a.shape), tree)
-        if shapes(expected["params"]) != shapes(variables.get("params")):
-            raise CharjaxError(
-                f"{source}: the saved arrays do not match its model (copied from another run?)"
-            )
+        check_variables(model, variables, config.image_size, source)
         return cls(model, variables, meta, source=source)
 
     @property

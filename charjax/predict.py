@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from charjax.backend import compute_dtype
-from charjax.checkpoint import load_for_inference
+from charjax.checkpoint import check_variables, load_for_inference
 from charjax.config import TrainConfig
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES
@@ -42,22 +42,6 @@ class Prediction:
         return {
             "top": [{"char": c, "prob": p} for c, p in zip(self.chars, self.probs, strict=True)]
         }
-
-
-def _check_variables(model, variables, image_size: int, where: str) -> None:
-    """Refuses a checkpoint whose arrays do not fit the model its config names."""
-    dummy = jax.ShapeDtypeStruct((1, image_size, image_size, 1), np.float32)
-    expected = jax.eval_shape(lambda x: model.init({"params": jax.random.PRNGKey(0)}, x), dummy)
-    expected = {"params": expected["params"], "batch_stats": expected.get("batch_stats", {})}
-    shape = lambda tree: jax.tree.map(lambda a: tuple(a.shape), tree)
-    try:
-        same = shape(expected) == shape(variables)
-    except (TypeError, ValueError):
-        same = False
-    if not same:
-        raise CharjaxError(
-            f"{where}: the saved arrays do not match its model; was it copied from another run?"
-        )
 
 
 class Predictor:
@@ -89,7 +73,7 @@ class Predictor:
             num_classes=len(meta.get("classes", CLASSES)),
             dtype=compute_dtype(config.dtype),  # the run's dtype policy, on this backend
         )
-        _check_variables(model, variables, config.image_size, str(path))
+        check_variables(model, variables, config.image_size, str(path))
         return cls(model, variables, meta, source=str(path))
 
     @property
