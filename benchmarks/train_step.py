@@ -250,6 +250,10 @@ def report(contenders, workers, args):
         s = c.summary()
         by_group.setdefault(c.group, {})[c.name] = s
         results.append(s)
+
+    def times(s, other):  # "" when that contender did not run
+        return f"{s['per_s_median'] / other['per_s_median']:.2f}x" if other else ""
+
     for group, members in by_group.items():
         torch_best = max(
             (s for n, s in members.items() if n.startswith("torch")),
@@ -257,10 +261,6 @@ def report(contenders, workers, args):
             default=None,
         )
         before = members.get("before")
-
-        def times(s, other):  # "" when that contender did not run
-            return f"{s['per_s_median'] / other['per_s_median']:.2f}x" if other else ""
-
         for name, s in members.items():
             rows.append(
                 [group, name, f"{s['compile_s']:.1f}", harness.fmt_rate(s), times(s, before),
