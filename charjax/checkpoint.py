@@ -24,8 +24,16 @@ ITEMS = ("model", "train", "meta")
 
 
 def _manager(directory: Path, max_to_keep: int):
-    # Async saving (the default) overlaps the write with the next training steps.
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep)
+    # Async saving (the default) overlaps the write with the next training steps. The latest
+    # and best managers save the same step at the same time, and in a multi-process run their
+    # barriers are named by step: each gets its own prefix, or the second save finds the
+    # first one's barrier "already ongoing" and the run fails.
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep,
+        multiprocessing_options=ocp.options.MultiprocessingOptions(
+            barrier_sync_key_prefix=directory.name
+        ),
+    )
     return ocp.CheckpointManager(directory.absolute(), options=options, item_names=ITEMS)
 
 
