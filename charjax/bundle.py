@@ -10,13 +10,13 @@ stroke-style renderings), the drawn-glyph set (`charjax.apps.drawn_set`) and bat
 """
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
+from charjax.atomic import atomic_path, write_json_atomic
 from charjax.checkpoint import find_checkpoint
 from charjax.data.cache import SPLITS, load_cache
 from charjax.data.folder import read_folder
@@ -40,17 +40,20 @@ def export_run(run, out=_PRETRAINED_DIR) -> Path:
     """
     directory, step = find_checkpoint(run)
     out = Path(out)
-    for old in out.glob("*"):
-        if old.name.isdigit():
-            shutil.rmtree(old)
     target = out / str(step)
-    target.mkdir(parents=True)
-    for item in _INFERENCE_ITEMS:
-        source = directory / str(step) / item
-        if source.is_dir():
-            shutil.copytree(source, target / item)
-        elif source.exists():
-            shutil.copy2(source, target / item)
+    # The new step goes into place whole before the old ones go, so a failed export leaves
+    # the previous bundled model loadable.
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        for item in _INFERENCE_ITEMS:
+            source = directory / str(step) / item
+            if source.is_dir():
+                shutil.copytree(source, tmp / item)
+            elif source.exists():
+                shutil.copy2(source, tmp / item)
+    for old in out.glob("*"):
+        if old.name.isdigit() and old.name != target.name:
+            shutil.rmtree(old)
     return target
 
 
@@ -182,7 +185,7 @@ def main(argv=None) -> None:
             )
     print(f"size {numbers['size_bytes'] / 1e6:.2f} MB, latency {numbers['latency']}")
     if args.json:
-        Path(args.json).write_text(json.dumps(numbers, indent=1))
+        write_json_atomic(args.json, numbers)
 
 
 if __name__ == "__main__":
