@@ -6,7 +6,7 @@ Stages, each timed alone (images/s; interleaved rounds as everywhere in benchmar
 - "iterator + transfer": the same with `put` placing each batch on the device mesh, as fit does;
 - "augment": the jitted on-device augmentation of a device batch (all distortions), and
   "augment, no noise" (the same config without additive noise, to show its share);
-- "train step": `charjax.train`'s jitted step on a fixed device batch (augmentation, forward,
+- "train step": `charjax.step`'s jitted step on a fixed device batch (augmentation, forward,
   backward, AdamW, metrics).
 Then "loop": the step fed by the iterator for --loop-steps steps, as `fit` runs it, reporting
 the fraction of wall time the loop spent blocked in `next(iterator)`.
@@ -33,7 +33,7 @@ from charjax.data.cache import load_cache
 from charjax.data.pipeline import BatchIterator
 from charjax.losses import build_model
 from charjax.preprocess import model_input
-from charjax.train import create_train_state, jit_train_step, make_optimizer, make_schedule
+from charjax.step import create_train_state, jit_train_step, make_optimizer, make_schedule
 
 
 def _arrays(data, size, n):

@@ -2,7 +2,7 @@
 
 Every contender does the same work per step on a fixed batch: forward in train mode (batch
 norm statistics, dropout), softmax cross-entropy, backward, AdamW update. charjax's step is
-jitted with the state donated and the batch sharded over all devices, as `charjax.train`
+jitted with the state donated and the batch sharded over all devices, as `charjax.step`
 does; torch runs eagerly (its default NCHW layout, and channels_last). "charjax library"
 is the library's own `train_step` (with on-device augmentation and metrics) for reference.
 
@@ -107,13 +107,13 @@ def jax_model_step(arch, size, batch, fast):
 
 
 def jax_library_step(arch, size, batch, **overrides):
-    """charjax.train's own jitted train_step (augmentation on device, metrics), as fit runs it."""
+    """charjax.step's own jitted train_step (augmentation on device, metrics), as fit runs it."""
     import jax
 
     from charjax import parallel
     from charjax.config import TrainConfig
     from charjax.losses import build_model
-    from charjax.train import create_train_state, jit_train_step, make_optimizer, make_schedule
+    from charjax.step import create_train_state, jit_train_step, make_optimizer, make_schedule
 
     config = TrainConfig(arch=arch, image_size=size, batch_size=batch, **overrides)
     mesh = parallel.make_mesh()

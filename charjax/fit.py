@@ -30,7 +30,7 @@ from charjax.errors import CharjaxError
 from charjax.labels import CLASSES
 from charjax.losses import Objective, build_model, improves, model_kind, objective_for
 from charjax.tensorboard import TensorBoardWriter
-from charjax.train import (
+from charjax.step import (
     create_train_state,
     jit_eval_step,
     jit_train_step,

@@ -30,7 +30,7 @@ from charjax.losses import (
 from charjax.models import get_model, model_names
 from charjax.models.autoencoder import GENERATIVE_KINDS, AutoencoderOutput
 from charjax.preprocess import PreprocessSpec
-from charjax.train import create_train_state, jit_train_step, make_optimizer, make_schedule
+from charjax.step import create_train_state, jit_train_step, make_optimizer, make_schedule
 
 KEYS = {"params": jax.random.key(0)}
 SMALL = {"widths": (8, 16), "latent_dim": 8}  # the registered archs at test size

@@ -21,7 +21,7 @@ from charjax.data.cache import load_cache
 from charjax.errors import CharjaxError
 from charjax.fit import fit
 from charjax.models import get_model
-from charjax.train import create_train_state, jit_train_step, make_optimizer, make_schedule
+from charjax.step import create_train_state, jit_train_step, make_optimizer, make_schedule
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,7 @@ def test_two_devices_give_the_same_step_as_one(glyph_cache):
         from charjax.config import TrainConfig
         from charjax.data.cache import load_cache
         from charjax.models import get_model
-        from charjax.train import create_train_state, jit_train_step, make_optimizer, make_schedule
+        from charjax.step import create_train_state, jit_train_step, make_optimizer, make_schedule
         assert jax.device_count() == 2
         cache = load_cache({str(glyph_cache)!r})
         batch = {{"image": np.asarray(cache.images[:32]), "label": np.asarray(cache.labels[:32]),
