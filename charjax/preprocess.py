@@ -20,6 +20,10 @@ from charjax.errors import CharjaxError
 
 POLARITIES = ("auto", "dark-on-light", "light-on-dark")
 
+# The side of a model input, in pixels, everywhere (datasets, TrainConfig, models). Below 8 a
+# glyph is unreadable; above 256 it holds no more detail, only more compute per image.
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 256
+
 # Ink weaker than this (on a 0-1 scale, after background removal) means "nothing drawn".
 _BLANK_CONTRAST = 0.04
 
@@ -44,8 +48,11 @@ class PreprocessSpec:
     threshold: float = 0.2
 
     def __post_init__(self):
-        if not 8 <= self.size <= 512:
-            raise CharjaxError(f"image size must be between 8 and 512 pixels, got {self.size}")
+        if not MIN_IMAGE_SIZE <= self.size <= MAX_IMAGE_SIZE:
+            raise CharjaxError(
+                f"image size must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} pixels, "
+                f"got {self.size}"
+            )
         if not 0.0 <= self.margin < 0.45:
             raise CharjaxError(f"margin must be in [0, 0.45), got {self.margin}")
         if self.polarity not in POLARITIES:
