@@ -21,15 +21,15 @@ import numpy as np
 from tqdm import tqdm
 
 from charjax import distributed, parallel
+from charjax.atomic import write_json_atomic
 from charjax.checkpoint import RunCheckpoints
 from charjax.config import TrainConfig
-from charjax.data.cache import write_json_atomic
 from charjax.data.pipeline import BatchIterator
 from charjax.data.sources import resolve_data
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES
-from charjax.losses import Objective, build_model, improves, model_kind, objective_for
-from charjax.tensorboard import TensorBoardWriter
+from charjax.losses import Objective, improves, objective_for
+from charjax.models import build_model, model_kind
 from charjax.step import (
     create_train_state,
     jit_eval_step,
@@ -37,6 +37,7 @@ from charjax.step import (
     make_optimizer,
     make_schedule,
 )
+from charjax.tensorboard import TensorBoardWriter
 
 
 def _check_config_matches(workdir: Path, config: TrainConfig) -> None:

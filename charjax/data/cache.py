@@ -9,21 +9,20 @@ A cache is a directory:
     meta.json    source, classes, image size, preprocessing spec, counts, group names, version
 
 It is written into a hidden temporary sibling and renamed into place only when complete, so a
-directory at the final path is always whole; a killed build leaves only a `.NAME.tmp-*`
-directory that nothing loads. Arrays are read memory-mapped and never unpickled.
+directory at the final path is always whole (`charjax.atomic.atomic_path`); a killed build
+leaves at most a hidden `.NAME.tmp-*` directory that nothing loads. Arrays are read
+memory-mapped and never unpickled.
 """
 
 import datetime
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from charjax.atomic import atomic_path, write_json_atomic
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES
 
@@ -64,22 +63,6 @@ class Cache:
         return {"image": np.asarray(self.images[idx]), "label": np.asarray(self.labels[idx])}
 
 
-def _json_default(o):
-    if isinstance(o, np.integer | np.floating):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Writes JSON to a temp file in the same directory, then renames it into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
-
-
 def write_cache(
     path,
     images: np.ndarray,
@@ -114,25 +97,13 @@ def write_cache(
         counts={s: int((np.asarray(splits) == i).sum()) for i, s in enumerate(SPLITS)},
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
-        arrays = dict(images=images, labels=labels, groups=groups, splits=splits)
+    arrays = dict(images=images, labels=labels, groups=groups, splits=splits)
+    with atomic_path(path) as tmp:
+        tmp.mkdir()
         for name, dtype in _ARRAYS.items():
             np.save(tmp / f"{name}.npy", np.ascontiguousarray(arrays[name], dtype=dtype))
         # meta.json last: its presence inside the renamed directory is the completion mark.
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_json_atomic(tmp / "meta.json", meta)
     return path
 
 
