@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from charjax.atomic import atomic_path
 from charjax.errors import CharjaxError
 from charjax.labels import NUM_CLASSES
 from charjax.preprocess import PreprocessSpec, preprocess
@@ -203,18 +204,15 @@ def stage_file(parts: Path, subset: str, archive_id: str, spec: PreprocessSpec) 
 
 def save_stage(path: Path, data: dict) -> None:
     """Keeps images, labels, nums and skip counts read from an archive (no pickle)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     arrays = {k: data[k] for k in ("images", "labels", "nums")}
     reasons = sorted(data["skipped"])
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a stage file is whole or absent
         np.savez(
             f,
             **arrays,
             skip_reasons=np.asarray(reasons, dtype=str),
             skip_counts=np.asarray([data["skipped"][r] for r in reasons], np.int64),
         )
-    os.replace(tmp, path)  # a stage file is whole or absent
 
 
 def load_stage(path: Path) -> dict | None:

@@ -3,7 +3,8 @@
     download("https://host/data/EnglishHnd.tgz", Path("downloads/EnglishHnd.tgz"))
 
 - Bytes stream into `NAME.part` beside the destination; the destination appears (by rename)
-  only once the size is checked, so an existing destination is always a whole file.
+  only once the size and sha256 are checked, so an existing destination is always a whole,
+  verified file.
 - An interrupted download resumes from the `.part` with an HTTP Range request. A server that
   ignores Range (answers 200 with the whole file) or answers with another range is handled by
   starting again from byte 0, never by appending the wrong bytes.
@@ -175,6 +176,50 @@ def _attempt(
     return total
 
 
+def _fetch(
+    url: str, part: Path, options: DownloadOptions, progress: bool, hint: str, sleep
+) -> tuple[int | None, int, bool]:
+    """Appends to `part` until the server's whole file is there, retrying failures in a row.
+
+    Returns:
+      (total size the server announced or None, HTTP requests made, whether bytes of an
+      earlier attempt were kept).
+    """
+    attempts, failures, reason = 0, 0, ""
+    resumed = part.exists() and part.stat().st_size > 0
+    bar = tqdm(
+        desc=part.name.removesuffix(".part"),
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=not progress,
+        file=sys.stderr,
+    )
+    with bar, requests.Session() as session:
+        while True:
+            before = part.stat().st_size if part.exists() else 0
+            attempts += 1
+            try:
+                return _attempt(session, url, part, options, bar, hint), attempts, resumed
+            except _Retry as e:
+                reason, wait = str(e), e.wait
+            except _NETWORK_ERRORS as e:
+                reason, wait = f"connection failed ({type(e).__name__})", None
+            # Progress resets the budget: only failures in a row count.
+            after = part.stat().st_size if part.exists() else 0
+            failures = 1 if after > before else failures + 1
+            if failures > options.retries:
+                raise CharjaxError(
+                    f"{url}: giving up after {attempts} attempts ({reason}); run again to "
+                    f"resume from the {after} bytes kept in {part}{hint}"
+                )
+            if wait is None:
+                wait = options.backoff * 2 ** (failures - 1)
+            bar.set_postfix_str(f"retrying: {reason}", refresh=True)
+            sleep(min(wait, options.max_backoff))
+            resumed = resumed or after > 0
+
+
 def download(
     url: str,
     dest: str | os.PathLike,
@@ -204,72 +249,54 @@ def download(
       kept when resuming later makes sense.
     """
     dest = Path(dest)
-    part = dest.with_name(dest.name + ".part")
-    attempts, resumed = 0, False
-    if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        resumed = part.exists() and part.stat().st_size > 0
-        failures, reason = 0, ""
-        bar = tqdm(
-            desc=dest.name,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            disable=not progress,
-            file=sys.stderr,
-        )
-        with bar, requests.Session() as session:
-            while True:
-                before = part.stat().st_size if part.exists() else 0
-                attempts += 1
-                try:
-                    total = _attempt(session, url, part, options, bar, hint)
-                    break
-                except _Retry as e:
-                    reason, wait = str(e), e.wait
-                except _NETWORK_ERRORS as e:
-                    reason, wait = f"connection failed ({type(e).__name__})", None
-                # Progress resets the budget: only failures in a row count.
-                after = part.stat().st_size if part.exists() else 0
-                failures = 1 if after > before else failures + 1
-                if failures > options.retries:
-                    raise CharjaxError(
-                        f"{url}: giving up after {attempts} attempts ({reason}); run again to "
-                        f"resume from the {after} bytes kept in {part}{hint}"
-                    )
-                if wait is None:
-                    wait = options.backoff * 2 ** (failures - 1)
-                bar.set_postfix_str(f"retrying: {reason}", refresh=True)
-                sleep(min(wait, options.max_backoff))
-                resumed = resumed or after > 0
-        if expected_size is not None and total is not None and total != expected_size:
-            part.unlink()
-            raise CharjaxError(
-                f"{url}: the server has {total} bytes, expected {expected_size}; the file "
-                f"changed or the address is wrong{hint}"
-            )
-        os.replace(part, dest)
-    try:
-        size, digest = verify(dest, expected_size=expected_size, sha256=sha256)
-    except CharjaxError as e:
-        if not attempts:
+    if dest.exists():
+        try:
+            size, digest = verify(dest, expected_size=expected_size, sha256=sha256)
+        except CharjaxError as e:
             raise CharjaxError(f"{e}{hint}") from None
+        return Downloaded(dest, size, digest, False, 0)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # The `.part` name is fixed, not unique per writer like charjax.atomic's temp files: it
+    # is what a later run finds and resumes.
+    part = dest.with_name(dest.name + ".part")
+    total, attempts, resumed = _fetch(url, part, options, progress, hint, sleep)
+    if expected_size is not None and total is not None and total != expected_size:
+        part.unlink()
+        raise CharjaxError(
+            f"{url}: the server has {total} bytes, expected {expected_size}; the file "
+            f"changed or the address is wrong{hint}"
+        )
+    try:
+        size, digest = verify(part, expected_size=expected_size, sha256=sha256, name=dest.name)
+    except CharjaxError as e:
         # A file we fetched ourselves is deleted, so the next run fetches it afresh.
-        dest.unlink()
+        part.unlink()
         raise CharjaxError(f"{e}; deleted it, so the next run downloads it afresh{hint}") from None
+    # Checked before it is renamed: a file at `dest` is always whole and verified.
+    os.replace(part, dest)
     return Downloaded(dest, size, digest, resumed, attempts)
 
 
 def verify(
-    path: Path, *, expected_size: int | None = None, sha256: str | None = None, hint: str = ""
+    path: Path,
+    *,
+    expected_size: int | None = None,
+    sha256: str | None = None,
+    hint: str = "",
+    name: str | None = None,
 ) -> tuple[int, str]:
-    """Checks a whole file's size and sha256 (when given); returns (size, hex sha256)."""
+    """Checks a whole file's size and sha256 (when given); returns (size, hex sha256).
+
+    `name` is what errors call the file (a download's `.part` is named for its destination).
+    """
     size = path.stat().st_size
     if expected_size is not None and size != expected_size:
-        raise CharjaxError(f"{path} has {size} bytes, expected {expected_size}{hint}")
+        shown = path.with_name(name) if name else path
+        raise CharjaxError(f"{shown} has {size} bytes, expected {expected_size}{hint}")
     digest = sha256_of(path)
     if sha256 is not None and digest != sha256.lower():
         raise CharjaxError(
-            f"{path.name}: sha256 {digest} does not match the expected {sha256.lower()}{hint}"
+            f"{name or path.name}: sha256 {digest} does not match the expected "
+            f"{sha256.lower()}{hint}"
         )
     return size, digest
