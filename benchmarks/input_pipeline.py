@@ -31,7 +31,7 @@ from charjax.augment import AugmentConfig, augment_batch
 from charjax.config import TrainConfig
 from charjax.data.cache import load_cache
 from charjax.data.pipeline import BatchIterator
-from charjax.losses import build_model
+from charjax.models import build_model
 from charjax.preprocess import model_input
 from charjax.step import create_train_state, jit_train_step, make_optimizer, make_schedule
 

@@ -112,7 +112,7 @@ def jax_library_step(arch, size, batch, **overrides):
 
     from charjax import parallel
     from charjax.config import TrainConfig
-    from charjax.losses import build_model
+    from charjax.models import build_model
     from charjax.step import create_train_state, jit_train_step, make_optimizer, make_schedule
 
     config = TrainConfig(arch=arch, image_size=size, batch_size=batch, **overrides)

@@ -10,43 +10,25 @@ Encoding and decoding run jitted, in batches padded to a few fixed sizes so that
 of glyphs compiles only a handful of programs.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
 import numpy as np
 from PIL import Image
 
-from charjax.checkpoint import check_variables, load_for_inference
-from charjax.config import TrainConfig
 from charjax.data.sheet import save_png
 from charjax.errors import CharjaxError
 from charjax.labels import NUM_CLASSES, char_to_index
-from charjax.losses import build_model, objective_for
-from charjax.models import MODELS
+from charjax.loaded import LoadedRun, batched, buckets
+from charjax.losses import objective_for
 from charjax.models.autoencoder import GENERATIVE_KINDS
-from charjax.preprocess import PreprocessSpec, load_image, model_input, preprocess
+from charjax.preprocess import model_input
 
-_BUCKETS = (1, 8, 64, 256)
 INTERPOLATIONS = ("linear", "slerp")
 _CELL = 64  # side of one glyph in the PNG grids, pixels
 _GAP = 2
 _GAP_GREY = 200  # light grey between cells: visible on white, quieter than the ink
-
-
-def _batched(fn: Callable, *arrays: np.ndarray) -> np.ndarray:
-    """`fn(*arrays)` over the leading axis in chunks padded to `_BUCKETS` sizes."""
-    n = len(arrays[0])
-    outs, start = [], 0
-    while start < n:
-        chunk = [a[start : start + _BUCKETS[-1]] for a in arrays]
-        size = next(b for b in _BUCKETS if b >= len(chunk[0]))
-        padded = [
-            np.concatenate([c, np.zeros((size - len(c), *c.shape[1:]), c.dtype)]) for c in chunk
-        ]
-        outs.append(np.asarray(fn(*padded))[: len(chunk[0])])
-        start += len(chunk[0])
-    return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
 
 
 def class_indices(chars: str, what: str = "--chars") -> list[int]:
@@ -57,50 +39,23 @@ def class_indices(chars: str, what: str = "--chars") -> list[int]:
         raise CharjaxError(f"{what}: {e}") from None
 
 
-class Generator:
+class Generator(LoadedRun):
     """A trained generative model ready to use. Build it with `Generator.load`."""
 
+    KINDS = GENERATIVE_KINDS
+
     def __init__(self, model, variables: dict, meta: dict, source: str = "?"):
-        self.meta = meta
-        self.kind = meta["kind"]
-        self.config = TrainConfig.from_dict(meta["config"])
-        self.spec = PreprocessSpec.from_dict(meta["preprocess"])
-        self.source = source
-        self.model = model
-        self.variables = {"params": variables["params"]}
+        super().__init__(model, variables, meta, source)
         encode = lambda v, x: model.apply(v, model_input(x), method="encode")[0]
         decode = lambda v, z, c: jax.nn.sigmoid(model.apply(v, z, c, method="decode"))[..., 0]
         self._encode, self._decode = jax.jit(encode), jax.jit(decode)
 
     @classmethod
-    def load(cls, path) -> "Generator":
-        """Loads a run directory (its best checkpoint) or a checkpoint directory.
-
-        Raises:
-          CharjaxError: if it holds a classifier, or arrays that do not fit its model.
-        """
-        variables, meta = load_for_inference(path)
-        return cls.from_loaded(variables, meta, source=str(path))
-
-    @classmethod
-    def from_loaded(cls, variables: dict, meta: dict, source: str) -> "Generator":
-        """The Generator of what `load_for_inference` read from `source`."""
-        kind = meta.get("kind", "classifier")
-        if kind not in GENERATIVE_KINDS:
-            raise CharjaxError(
-                f"{source} holds a {kind}, not an autoencoder, VAE or CVAE "
-                "(train one with `charjax train --arch vae`)"
-            )
-        config = TrainConfig.from_dict(meta["config"])
-        if config.arch not in MODELS:
-            raise CharjaxError(f"{source} was trained with unknown model {config.arch!r}")
-        model = build_model(config)
-        check_variables(model, variables, config.image_size, source)
-        return cls(model, variables, meta, source=source)
-
-    @property
-    def image_size(self) -> int:
-        return self.spec.size
+    def wrong_kind(cls, source: str, kind: str) -> str:
+        return (
+            f"{source} holds a {kind}, not an autoencoder, VAE or CVAE "
+            "(train one with `charjax train --arch vae`)"
+        )
 
     @property
     def latent_dim(self) -> int:
@@ -114,15 +69,6 @@ class Generator:
     def conditional(self) -> bool:
         return self.model.conditional
 
-    def preprocess(self, images) -> np.ndarray:
-        """Images (PIL, arrays or file paths) -> uint8 [N, S, S] through the run's spec."""
-        if not isinstance(images, list | tuple):
-            images = [images]
-        out = np.zeros((len(images), self.image_size, self.image_size), np.uint8)
-        for i, im in enumerate(images):
-            out[i] = preprocess(load_image(im) if isinstance(im, str | Path) else im, self.spec)
-        return out
-
     def condition(self, labels: Sequence[int] | None, n: int) -> np.ndarray:
         """The decoder's class input: one-hot float32 [n, 62] (zeros when `labels` is None)."""
         cond = np.zeros((n, NUM_CLASSES), np.float32)
@@ -132,7 +78,7 @@ class Generator:
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """Posterior means (the code, for a plain autoencoder) float32 [N, L] of uint8 [N, S, S]."""
-        return _batched(lambda x: self._encode(self.variables, x), np.asarray(images, np.uint8))
+        return batched(lambda x: self._encode(self.variables, x), np.asarray(images, np.uint8))
 
     def decode(self, z: np.ndarray, cond: np.ndarray | None = None) -> np.ndarray:
         """Glyphs float32 [N, S, S] in [0, 1] for codes [N, L].
@@ -147,7 +93,7 @@ class Generator:
             if self.conditional:
                 raise CharjaxError("a CVAE needs the class of every glyph it draws")
             cond = self.condition(None, len(z))
-        return _batched(lambda z, c: self._decode(self.variables, z, c), z, cond)
+        return batched(lambda z, c: self._decode(self.variables, z, c), z, cond)
 
     def reconstruct(self, images: np.ndarray, labels: Sequence[int] | None = None) -> np.ndarray:
         """Decoded codes of uint8 [N, S, S] (a CVAE needs their `labels`) -> float32 [N, S, S]."""
@@ -169,13 +115,9 @@ class Generator:
             return objective.eval_sums(self.model.apply, v, model_input(x), batch)
 
         totals: dict[str, float] = {}
-        for start in range(0, len(images), _BUCKETS[-1]):
-            x = np.asarray(images[start : start + _BUCKETS[-1]], np.uint8)
-            y = np.asarray(labels[start : start + _BUCKETS[-1]], np.int32)
-            size = next(b for b in _BUCKETS if b >= len(x))
-            pad = size - len(x)
-            mask = np.arange(size) < len(x)
-            x, y = np.pad(x, ((0, pad), (0, 0), (0, 0))), np.pad(y, (0, pad))
+        images, labels = np.asarray(images, np.uint8), np.asarray(labels, np.int32)
+        for (x, y), rows in buckets(images, labels):
+            mask = np.arange(len(x)) < rows
             for k, v in jax.device_get(sums(self.variables, x, y, mask)).items():
                 totals[k] = totals.get(k, 0.0) + float(v)
         return objective.summarize(totals)

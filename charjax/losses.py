@@ -11,37 +11,13 @@ and only the loss and the metrics it reports differ between kinds.
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from charjax.backend import compute_dtype
 from charjax.config import TrainConfig
-from charjax.errors import CharjaxError
 from charjax.labels import FOLD_TABLE, NUM_CLASSES
-from charjax.models import MODELS, get_model, model_names
-
-
-def model_kind(arch: str) -> str:
-    """The registry kind of `arch` ("classifier", "autoencoder", "vae", "cvae")."""
-    if arch not in MODELS:
-        raise CharjaxError(f"unknown model {arch!r}; choose one of: {', '.join(model_names())}")
-    return MODELS[arch].kind
-
-
-def build_model(config: TrainConfig) -> nn.Module:
-    """The flax module a run trains: its arch, with the config's options for its kind, computing
-    in the config's dtype on this machine's backend."""
-    dtype = compute_dtype(config.dtype)
-    if model_kind(config.arch) == "classifier":
-        if config.latent_dim is not None:
-            raise CharjaxError(f"--latent-dim is for generative models; {config.arch} classifies")
-        return get_model(config.arch, num_classes=NUM_CLASSES, dtype=dtype)
-    options = {"image_size": config.image_size, "dtype": dtype}
-    if config.latent_dim is not None:
-        options["latent_dim"] = config.latent_dim
-    return get_model(config.arch, num_classes=NUM_CLASSES, **options)
+from charjax.models import model_kind
 
 
 def _apply(apply_fn, variables, *args, rngs, **kw):

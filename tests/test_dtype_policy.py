@@ -10,7 +10,7 @@ from charjax.checkpoint import load_for_inference
 from charjax.config import TrainConfig
 from charjax.errors import CharjaxError
 from charjax.fit import fit
-from charjax.losses import build_model
+from charjax.models import build_model
 from charjax.predict import Predictor
 
 

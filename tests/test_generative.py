@@ -23,11 +23,10 @@ from charjax.generate import Generator, interpolate, lerp, slerp
 from charjax.losses import (
     Classification,
     Reconstruction,
-    build_model,
     objective_for,
     reconstruction_terms,
 )
-from charjax.models import get_model, model_names
+from charjax.models import build_model, get_model, model_names
 from charjax.models.autoencoder import GENERATIVE_KINDS, AutoencoderOutput
 from charjax.preprocess import PreprocessSpec
 from charjax.step import create_train_state, jit_train_step, make_optimizer, make_schedule

@@ -3,7 +3,8 @@
 The contract every classifier keeps (the trainer, predictor and GUI rely on it):
 
 - input float32 [B, H, W, 1] in [0, 1], ink bright on black, H = W = the image size
-  (16..128); output float32 logits [B, num_classes];
+  (any side `charjax.preprocess` allows, MIN_IMAGE_SIZE..MAX_IMAGE_SIZE); output float32
+  logits [B, num_classes];
 - `model.init({"params": k, "dropout": k2}, x, train=False)` and
   `model.apply(variables, x, train=..., rngs={"dropout": k})`; variables are
   {"params": ...} plus {"batch_stats": ...} for models with batch norm, which with
@@ -12,6 +13,8 @@ The contract every classifier keeps (the trainer, predictor and GUI rely on it):
 
 `ModelSpec.kind` says which contract a model keeps: "classifier" (above), or one of the
 generative kinds "autoencoder", "vae", "cvae" (see `charjax.models.autoencoder`).
+`build_model(config)` is how a run gets its module: the arch's, with the config's options for
+its kind, computing in the config's dtype.
 """
 
 from collections.abc import Callable
@@ -19,7 +22,10 @@ from dataclasses import dataclass
 
 import flax.linen as nn
 
+from charjax.backend import compute_dtype
+from charjax.config import TrainConfig
 from charjax.errors import CharjaxError
+from charjax.labels import NUM_CLASSES
 from charjax.models.autoencoder import CVAE, VAE, Autoencoder, CVAETiny, VAETiny
 from charjax.models.cnn import CNNSmall, Tiny
 from charjax.models.resnet import ResNetSmall
@@ -69,7 +75,23 @@ def model_names(kind: str | None = None) -> list[str]:
     return [n for n, s in MODELS.items() if kind is None or s.kind == kind]
 
 
-def get_model(name: str, num_classes: int = 62, **kw) -> nn.Module:
+def model_spec(name: str) -> ModelSpec:
+    """The registry entry of `name`; the one place an unknown name is refused.
+
+    Raises:
+      CharjaxError: for an unknown name (the message lists the valid ones).
+    """
+    if name not in MODELS:
+        raise CharjaxError(f"unknown model {name!r}; choose one of: {', '.join(model_names())}")
+    return MODELS[name]
+
+
+def model_kind(arch: str) -> str:
+    """The registry kind of `arch` ("classifier", "autoencoder", "vae", "cvae")."""
+    return model_spec(arch).kind
+
+
+def get_model(name: str, num_classes: int = NUM_CLASSES, **kw) -> nn.Module:
     """Builds the model registered as `name`.
 
     Args:
@@ -80,10 +102,22 @@ def get_model(name: str, num_classes: int = 62, **kw) -> nn.Module:
     Raises:
       CharjaxError: for an unknown name (the message lists the valid ones).
     """
-    try:
-        spec = MODELS[name]
-    except KeyError:
-        raise CharjaxError(
-            f"unknown model {name!r}; choose one of: {', '.join(model_names())}"
-        ) from None
-    return spec.build(num_classes=num_classes, **kw)
+    return model_spec(name).build(num_classes=num_classes, **kw)
+
+
+def build_model(config: TrainConfig) -> nn.Module:
+    """The flax module a run trains: its arch, with the config's options for its kind,
+    computing in the config's dtype on this machine's backend.
+
+    Raises:
+      CharjaxError: for an unknown arch, or a latent size given to a classifier.
+    """
+    dtype = compute_dtype(config.dtype)
+    if model_kind(config.arch) == "classifier":
+        if config.latent_dim is not None:
+            raise CharjaxError(f"--latent-dim is for generative models; {config.arch} classifies")
+        return get_model(config.arch, dtype=dtype)
+    options = {"image_size": config.image_size, "dtype": dtype}
+    if config.latent_dim is not None:
+        options["latent_dim"] = config.latent_dim
+    return get_model(config.arch, **options)
