@@ -22,7 +22,7 @@ from charjax.data.cache import SPLITS, load_cache
 from charjax.data.folder import read_folder
 from charjax.evaluate import accuracy_report
 from charjax.labels import CLASSES, FOLD_TABLE
-from charjax.predict import _PRETRAINED_DIR, Predictor
+from charjax.predict import PRETRAINED_DIR, Predictor
 from charjax.preprocess import load_image
 
 # Letters whose two cases are one shape once cropped to the ink (see MODEL_CARD.md).
@@ -32,7 +32,7 @@ SAME_SHAPE_CASES = "cosvwxz"
 _INFERENCE_ITEMS = ("model", "meta", "_CHECKPOINT_METADATA")
 
 
-def export_run(run, out=_PRETRAINED_DIR) -> Path:
+def export_run(run, out=PRETRAINED_DIR) -> Path:
     """Copies the best (else latest) checkpoint of `run` into `out/<step>/`, replacing `out`.
 
     Returns:
@@ -173,7 +173,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.run:
         print(f"exported {args.run} to {export_run(args.run)}")
-    numbers = measure(_PRETRAINED_DIR, args.fonts, args.drawn)
+    numbers = measure(PRETRAINED_DIR, args.fonts, args.drawn)
     for name, r in numbers.items():
         if isinstance(r, dict) and "top1" in r:
             pairs = ", ".join(f"{t}->{p} {n}" for t, p, n in r["confused"][:5])

@@ -16,12 +16,13 @@ from charjax.data.sources import resolve_data
 from charjax.errors import CharjaxError
 from charjax.generate import Generator
 from charjax.labels import CLASSES, FOLD_TABLE
+from charjax.loaded import LoadedRun, run_kind
 from charjax.models.autoencoder import GENERATIVE_KINDS
 from charjax.predict import Predictor
 from charjax.report import write_report
 
 
-def load_eval_data(predictor: Predictor | Generator, data: str | None, split: str):
+def load_eval_data(predictor: LoadedRun, data: str | None, split: str):
     """(uint8 images [N, S, S], int labels [N], description) for an eval request.
 
     `folder:PATH` reads images through the checkpoint's own preprocessing; anything else is a
@@ -77,15 +78,15 @@ def evaluate_checkpoint(
     An autoencoder, VAE or CVAE gets `Generator.evaluate`'s keys instead (n, loss, recon, mse
     and, for the VAEs, kl), with `kind`, `data` and `checkpoint`.
     """
-    variables, meta = load_for_inference(checkpoint)
-    if meta.get("kind", "classifier") in GENERATIVE_KINDS:
+    variables, meta = load_for_inference(checkpoint)  # once: the meta says which kind to build
+    if run_kind(meta) in GENERATIVE_KINDS:
         if report_dir is not None:
             raise CharjaxError("--report draws a classifier's mistakes; this is a generative run")
         gen = Generator.from_loaded(variables, meta, str(checkpoint))
         images, labels, where = load_eval_data(gen, data, split)
         report = gen.evaluate(images, labels)
         return {"checkpoint": str(checkpoint), "data": where, "kind": gen.kind, **report}
-    predictor = Predictor.load(checkpoint)
+    predictor = Predictor.from_loaded(variables, meta, str(checkpoint))
     images, labels, where = load_eval_data(predictor, data, split)
     probs = predictor.probabilities(images)
     report = {"checkpoint": str(checkpoint), "data": where, **accuracy_report(probs, labels)}

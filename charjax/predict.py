@@ -12,19 +12,14 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from charjax.backend import compute_dtype
-from charjax.checkpoint import check_variables, load_for_inference
-from charjax.config import TrainConfig
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES
-from charjax.models import MODELS, get_model
-from charjax.preprocess import PreprocessSpec, load_image, model_input, preprocess
+from charjax.loaded import LoadedRun, batched
+from charjax.preprocess import model_input
 
-_BUCKETS = (1, 8, 64, 256)
-
-# The bundled default model (see MODEL_CARD.md; `make pretrained` rebuilds it): a checkpoint
-# step folder inside the installed package, read like any other checkpoint.
-_PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+# The bundled default model (see MODEL_CARD.md; `make pretrained` rebuilds it with
+# tools/bundle.py): a checkpoint step folder inside the installed package, read like any other.
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
 
 @dataclass(frozen=True)
@@ -44,68 +39,26 @@ class Prediction:
         }
 
 
-class Predictor:
-    """A trained classifier ready to predict. Build it with `Predictor.load` or `charjax.load`."""
+class Predictor(LoadedRun):
+    """A trained classifier ready to predict. Build it with `charjax.load` or `Predictor.load`."""
+
+    KINDS = ("classifier",)
 
     def __init__(self, model, variables: dict, meta: dict, source: str = "?"):
-        self.meta = meta
-        self.config = TrainConfig.from_dict(meta["config"])
-        self.spec = PreprocessSpec.from_dict(meta["preprocess"])
-        self.source = source
-        self.model = model
-        self.variables = {k: v for k, v in variables.items() if v}
+        super().__init__(model, variables, meta, source)
         self._forward = jax.jit(
             lambda v, x: jax.nn.softmax(model.apply(v, model_input(x), train=False))
         )
 
     @classmethod
-    def load(cls, path) -> "Predictor":
-        """Loads a run directory (its best checkpoint) or a checkpoint directory."""
-        variables, meta = load_for_inference(path)
-        kind = meta.get("kind", "classifier")
-        if kind != "classifier":
-            raise CharjaxError(f"{path} holds a {kind} model, not a character classifier")
-        config = TrainConfig.from_dict(meta["config"])
-        if config.arch not in MODELS:
-            raise CharjaxError(f"{path} was trained with unknown model {config.arch!r}")
-        model = get_model(
-            config.arch,
-            num_classes=len(meta.get("classes", CLASSES)),
-            dtype=compute_dtype(config.dtype),  # the run's dtype policy, on this backend
-        )
-        check_variables(model, variables, config.image_size, str(path))
-        return cls(model, variables, meta, source=str(path))
-
-    @property
-    def image_size(self) -> int:
-        return self.spec.size
-
-    def preprocess(self, images) -> np.ndarray:
-        """Images (PIL, arrays or file paths) -> uint8 [N, S, S] model input."""
-        if not isinstance(images, list | tuple):
-            images = [images]
-        out = np.zeros((len(images), self.spec.size, self.spec.size), np.uint8)
-        for i, im in enumerate(images):
-            if isinstance(im, str | Path):
-                im = load_image(im)
-            out[i] = preprocess(im, self.spec)
-        return out
+    def wrong_kind(cls, source: str, kind: str) -> str:
+        return f"{source} holds a {kind} model, not a character classifier"
 
     def probabilities(self, preprocessed: np.ndarray) -> np.ndarray:
         """Class probabilities float32 [N, 62] for already preprocessed uint8 [N, S, S]."""
-        n = len(preprocessed)
-        out = np.zeros((n, len(CLASSES)), np.float32)
-        start = 0
-        while start < n:
-            chunk = preprocessed[start : start + _BUCKETS[-1]]
-            size = next(b for b in _BUCKETS if b >= len(chunk))
-            padded = np.zeros((size, *chunk.shape[1:]), np.uint8)
-            padded[: len(chunk)] = chunk
-            out[start : start + len(chunk)] = np.asarray(self._forward(self.variables, padded))[
-                : len(chunk)
-            ]
-            start += len(chunk)
-        return out
+        if not len(preprocessed):
+            return np.zeros((0, len(CLASSES)), np.float32)
+        return batched(lambda x: self._forward(self.variables, x), preprocessed)
 
     def predict(self, images, top_k: int = 5) -> list[Prediction]:
         """Top-k characters and probabilities for each image, best first.
@@ -114,9 +67,16 @@ class Predictor:
           images: one image or a list; each a PIL image, a numpy array or a file path.
           top_k: how many guesses to return per image (1..62).
         """
-        if not 1 <= top_k <= len(CLASSES):
-            raise CharjaxError(f"--top-k must be between 1 and {len(CLASSES)}, got {top_k}")
-        probs = self.probabilities(self.preprocess(images))
+        _check_top_k(top_k)  # before the (slow) preprocessing
+        return self.rank(self.probabilities(self.preprocess(images)), top_k)
+
+    def rank(self, probs: np.ndarray, top_k: int = 5) -> list[Prediction]:
+        """The `top_k` best guesses of each row of `probabilities`' output float32 [N, 62].
+
+        For a caller that also needs the preprocessed images (the GUI shows them): preprocess
+        once, then `rank(probabilities(x))` is what `predict` returns.
+        """
+        _check_top_k(top_k)
         order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
         return [
             Prediction(tuple(CLASSES[j] for j in row), tuple(float(p[j]) for j in row))
@@ -129,15 +89,20 @@ class Predictor:
             self.probabilities(np.zeros((b, self.spec.size, self.spec.size), np.uint8))
 
 
+def _check_top_k(top_k: int) -> None:
+    if not 1 <= top_k <= len(CLASSES):
+        raise CharjaxError(f"--top-k must be between 1 and {len(CLASSES)}, got {top_k}")
+
+
 def default_checkpoint() -> Path:
     """The checkpoint of the default model shipped with charjax (see MODEL_CARD.md)."""
-    if not any(p.name.isdigit() for p in _PRETRAINED_DIR.glob("*")):
+    if not any(p.name.isdigit() for p in PRETRAINED_DIR.glob("*")):
         raise CharjaxError(
-            f"this charjax installation has no bundled model in {_PRETRAINED_DIR}; "
+            f"this charjax installation has no bundled model in {PRETRAINED_DIR}; "
             "rebuild it with `make pretrained`, or train one with `charjax train` and pass "
             "its workdir"
         )
-    return _PRETRAINED_DIR
+    return PRETRAINED_DIR
 
 
 def load(path=None) -> Predictor:

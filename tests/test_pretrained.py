@@ -55,6 +55,6 @@ def test_eval_cli_without_checkpoint_uses_the_bundled_model(tmp_path, capsys):
 
 
 def test_without_a_bundled_model_the_error_says_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setattr(charjax.predict, "_PRETRAINED_DIR", tmp_path)
+    monkeypatch.setattr(charjax.predict, "PRETRAINED_DIR", tmp_path)
     with pytest.raises(charjax.errors.CharjaxError, match="make pretrained"):
         load()
