@@ -1,12 +1,15 @@
 """Per-backend defaults: XLA flags for the CPU, set by `import charjax` unless the user chose
-their own, and the compute dtype a model uses on each platform (`compute_dtype`).
+their own (`configure`), and the compute dtype a model uses on each platform (`compute_dtype`).
 
 XLA reads the XLA_FLAGS environment variable once, when JAX creates its first backend (the
 first `jax.devices()` call or computation), not at `import jax`. So `charjax/__init__.py`
-imports this module first, before anything that could touch a device, and `configure()`
-appends charjax's CPU defaults to XLA_FLAGS there. They take effect whenever `import charjax`
-comes before the process's first JAX computation (the CLI, the GUI and scripts that import
-charjax at the top); if JAX had already started, they are left out and `applied()` says so.
+calls `configure()` first, before anything that could touch a device; it appends charjax's
+CPU defaults to XLA_FLAGS. They take effect whenever `import charjax` comes before the
+process's first JAX computation (the CLI, the GUI and scripts that import charjax at the top).
+JAX has no public way to ask whether its backend has started, so `configure` does not guess:
+called later, it still sets the variable (for child processes), and this process keeps the
+flags it started with. Nothing here imports JAX at module level, so `import charjax` stays
+light for the data workers it spawns.
 
 The rules:
 - a flag the user already put in XLA_FLAGS is never overridden;
@@ -21,11 +24,6 @@ README "Performance"); each says why it is here.
 
 import os
 
-try:  # private, but the only way to know whether JAX has started; guarded in case it moves
-    from jax._src.xla_bridge import backends_are_initialized
-except ImportError:  # pragma: no cover
-    backends_are_initialized = lambda: False
-
 # flag -> value. Keep each with its reason and measurement.
 CPU_FLAGS: dict[str, str] = {
     # jax 0.10's XLA:CPU hands dots, convolutions, reductions and elementwise ops to YNNPACK
@@ -36,31 +34,28 @@ CPU_FLAGS: dict[str, str] = {
     "--xla_cpu_experimental_ynn_fusion_type": "",
 }
 
-_state = {"applied": False}
-
 
 def configure(environ=None) -> bool:
     """Appends charjax's CPU flags to XLA_FLAGS (those the user has not set). Idempotent.
 
-    Returns True when the flags are in place for the backend JAX will create.
+    `import charjax` calls it; call it yourself only with your own `environ` (a child
+    process's environment). It must run before JAX's first computation to affect this process.
+
+    Args:
+      environ: the environment to edit; None means `os.environ`.
+
+    Returns:
+      False when CHARJAX_XLA_DEFAULTS=0 turned the defaults off, else True.
     """
     environ = os.environ if environ is None else environ
     if environ.get("CHARJAX_XLA_DEFAULTS", "1") == "0":
         return False
-    if backends_are_initialized():
-        return _state["applied"]
     flags = environ.get("XLA_FLAGS", "").split()
     given = {f.split("=", 1)[0] for f in flags}
     extra = [f"{name}={value}" for name, value in CPU_FLAGS.items() if name not in given]
     if extra:
         environ["XLA_FLAGS"] = " ".join(flags + extra)
-    _state["applied"] = True
     return True
-
-
-def applied() -> bool:
-    """Whether charjax's CPU flags were set before JAX started its backend."""
-    return _state["applied"]
 
 
 # The compute dtype by platform, for `--dtype auto`. Params, optimizer state, batch-norm

@@ -234,8 +234,7 @@ def test_fast_cnn_is_the_plain_cnn_in_float64_at_48px():
         ({"CHARJAX_XLA_DEFAULTS": "0"}, None),
     ],
 )
-def test_backend_flag_rules(env, expected, monkeypatch):
-    monkeypatch.setattr(backend, "backends_are_initialized", lambda: False)
+def test_backend_flag_rules(env, expected):
     env = dict(env)
     backend.configure(env)
     assert env.get("XLA_FLAGS") == expected
