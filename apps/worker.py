@@ -17,22 +17,26 @@ import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from charjax.errors import CharjaxError
-from charjax.generate import Generator, to_paper
+from charjax.generate import Generator
 from charjax.labels import char_to_index
 from charjax.predict import Prediction, Predictor
 from charjax.predict import load as load_predictor
+from charjax.preprocess import PreprocessSpec
+from charjax.viz.glyphs import to_paper
 
-# A generator's view of a drawing: (raw canvas uint8 [H, W], the classifier's top-1 character)
-# -> its reconstruction, uint8 [S, S] dark ink on white.
-Reconstruct = Callable[[np.ndarray, str], np.ndarray]
+# A generator's view of a drawing: (raw canvas uint8 [H, W], the classifier's top-1 character,
+# the classifier's (spec, preprocessed drawing uint8 [1, S, S])) -> its reconstruction,
+# uint8 [S, S] dark ink on white.
+Reconstruct = Callable[[np.ndarray, str, tuple[PreprocessSpec, np.ndarray]], np.ndarray]
 
 
 def load_reconstructor(path: str) -> Reconstruct:
     """Loads an autoencoder / VAE / CVAE run as a `Reconstruct` callable.
 
-    The drawing goes through the generator's own recorded preprocessing; a CVAE is told the
-    classifier's top guess as the class, so the panel shows what the code looks like as that
-    character.
+    The drawing goes through the generator's own recorded preprocessing (reusing the
+    classifier's result when both runs recorded the same spec: preprocessing is most of a
+    drawing's latency); a CVAE is told the classifier's top guess as the class, so the panel
+    shows what the code looks like as that character.
     """
     generator = Generator.load(path)
     generator.reconstruct(
@@ -40,9 +44,11 @@ def load_reconstructor(path: str) -> Reconstruct:
         [0] if generator.conditional else None,
     )  # compile now, not mid-stroke
 
-    def reconstruct(image: np.ndarray, char: str) -> np.ndarray:
+    def reconstruct(image: np.ndarray, char: str, seen: tuple[PreprocessSpec, np.ndarray]):
+        spec, preprocessed = seen
+        x = preprocessed if spec == generator.spec else generator.preprocess(image)
         labels = [char_to_index(char)] if generator.conditional else None
-        return to_paper(generator.reconstruct(generator.preprocess(image), labels))[0]
+        return to_paper(generator.reconstruct(x, labels))[0]
 
     return reconstruct
 
@@ -115,13 +121,16 @@ class _Worker(QObject):
 
     def _predict(self, image: np.ndarray) -> Result:
         start = time.perf_counter()
-        # The preview is `preprocess` of the canvas; the guesses come from `predict`, the very
-        # call `charjax predict` makes on a saved PNG, so the two can never disagree.
-        preview = self.predictor.preprocess(image)[0]
-        prediction = self.predictor.predict(image, top_k=5)[0]
+        # Preprocessed once: the preview is exactly what the model was given, and the guesses
+        # are `rank(probabilities(preprocess(...)))`, the composition `Predictor.predict` (and
+        # so `charjax predict` on a saved PNG) runs, so the two can never disagree.
+        x = self.predictor.preprocess(image)
+        prediction = self.predictor.rank(self.predictor.probabilities(x), top_k=5)[0]
         predict_ms = (time.perf_counter() - start) * 1000
-        reconstruction = self.reconstruct(image, prediction.top1) if self.reconstruct else None
-        return Result(preview, prediction, predict_ms, 0.0, reconstruction)
+        reconstruction = None
+        if self.reconstruct is not None:
+            reconstruction = self.reconstruct(image, prediction.top1, (self.predictor.spec, x))
+        return Result(x[0], prediction, predict_ms, 0.0, reconstruction)
 
 
 class PredictionService(QObject):

@@ -20,10 +20,11 @@ from charjax.apps.panels import lookalike_note, lookalike_rows
 from charjax.cli.main import main as charjax_cli
 from charjax.config import TrainConfig
 from charjax.fit import fit
-from charjax.generate import Generator, to_paper
+from charjax.generate import Generator
 from charjax.labels import char_to_index
 from charjax.predict import Prediction
 from charjax.preprocess import preprocess
+from charjax.viz.glyphs import to_paper
 
 # A capital A in canvas pixels: two slanted strokes and a bar.
 LETTER_A = [[(110, 340), (200, 60), (290, 340)], [(150, 230), (250, 230)]]
@@ -228,7 +229,7 @@ def test_generator_panel_shows_why_it_is_empty_then_a_reconstruction(app, tiny_r
     panel_text = win.reconstruction._image.text
     wait_until(app, lambda: win.service.is_ready and "no checkpoint" in panel_text())
     # The panel's contract: any callable (canvas uint8 [H, W], top-1 char) -> image uint8.
-    win.service._worker.reconstruct = lambda image, char: 255 - image[::4, ::4]
+    win.service._worker.reconstruct = lambda image, char, seen: 255 - image[::4, ::4]
     draw_and_wait(app, win, LETTER_A[:1])
     np.testing.assert_array_equal(win.reconstruction.array, 255 - win.canvas.to_array()[::4, ::4])
     win.close()
