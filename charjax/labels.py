@@ -47,10 +47,6 @@ def char_to_index(char: str) -> int:
         raise ValueError(f"{char!r} is not one of the 62 classes (0-9, A-Z, a-z)") from None
 
 
-def index_to_char(index: int) -> str:
-    return CLASSES[int(index)]
-
-
 def sample_dir_name(index: int) -> str:
     """Chars74K folder name for a class index: 0 -> 'Sample001'."""
     return f"Sample{int(index) + 1:03d}"

@@ -186,14 +186,6 @@ def preprocess(image, spec: PreprocessSpec = PreprocessSpec()) -> np.ndarray:
     return np.clip(np.rint(np.asarray(resized) * 255.0), 0, 255).astype(np.uint8)
 
 
-def preprocess_many(images, spec: PreprocessSpec = PreprocessSpec()) -> np.ndarray:
-    """`preprocess` over a sequence: uint8 [N, size, size]."""
-    out = np.zeros((len(images), spec.size, spec.size), np.uint8)
-    for i, image in enumerate(images):
-        out[i] = preprocess(image, spec)
-    return out
-
-
 def load_image(path) -> Image.Image:
     """Opens an image file fully (so a truncated file fails here, with its name)."""
     try:
