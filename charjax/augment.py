@@ -1,8 +1,13 @@
 """Random distortions of character images, in pure JAX, run inside the jitted train step.
 
 Images follow the preprocessing convention (ink bright on black, see charjax.preprocess) as
-float32 [B, H, W, 1] in [0, 1]. Zero is the background, so the affine warp fills with zeros
-and grey dilation thickens strokes.
+float32 [B, H, W, 1] in [0, 1]. Zero is the background, so the warp fills with zeros and grey
+dilation thickens strokes.
+
+The warp is one bilinear resampling that composes the affine map with an elastic distortion
+(Simard, Steinkraus and Platt, 2003: a random displacement per pixel, smoothed by a gaussian):
+the affine part moves the whole glyph, the elastic part bends its strokes locally the way
+different hands draw the same letter.
 
 One key augments a whole batch: it is split per example, and vmapped per-example functions draw
 each example's parameters and apply them. Every effect is computed for every example and kept
@@ -39,6 +44,10 @@ class AugmentConfig:
       scale: maximum relative change of size (+/-).
       shear: maximum absolute horizontal shear (x shift per unit of y).
       translate: maximum shift along each axis, as a fraction of the image side.
+      elastic: standard deviation of the elastic displacement of each pixel, as a fraction of
+        the image side (0.03 is about 1 px at 32 px; Simard et al. used about 0.05).
+      elastic_sigma: smoothness of the elastic field: the gaussian's sigma as a fraction of
+        the side. Large values bend whole strokes, small ones make local wiggles.
       stroke: probability of thickening (grey dilation) or thinning (grey erosion) the strokes,
         each half of the time, with a 3x3 window blended in by a random amount in [0.5, 1].
       blur: probability of a 3x3 gaussian blur with sigma uniform in [0.5, 1.2] pixels.
@@ -52,13 +61,15 @@ class AugmentConfig:
     scale: float = 0.08
     shear: float = 0.15
     translate: float = 0.04
+    elastic: float = 0.03
+    elastic_sigma: float = 0.12
     stroke: float = 0.5
     blur: float = 0.3
     noise: float = 0.05
     invert: float = 0.0
 
     def __post_init__(self):
-        for name in ("strength", "rotate", "scale", "shear", "translate", "noise"):
+        for name in ("strength", "rotate", "scale", "shear", "translate", "elastic", "noise"):
             if getattr(self, name) < 0:
                 raise CharjaxError(f"augmentation {name} must be >= 0, got {getattr(self, name)}")
         for name in ("stroke", "blur", "invert"):
@@ -66,6 +77,11 @@ class AugmentConfig:
                 raise CharjaxError(
                     f"augmentation {name} is a probability in [0, 1], got {getattr(self, name)}"
                 )
+        if not 0 < self.elastic_sigma <= 1:
+            raise CharjaxError(
+                f"augmentation elastic_sigma is a fraction of the side in (0, 1], "
+                f"got {self.elastic_sigma}"
+            )
         if self.scale * self.strength >= 1:
             raise CharjaxError("augmentation scale x strength must stay below 1")
 
@@ -82,8 +98,30 @@ _UNIFORMS = (
 )  # fmt: skip
 
 
+def _smoothing(n: int, sigma: float) -> np.ndarray:
+    """[n, n] gaussian smoothing along one axis, rows scaled to unit L2 norm.
+
+    Unit L2 rows (not unit sums) keep the smoothed field's variance equal to the noise's at
+    every pixel, the border included, so `elastic` is the displacement's standard deviation.
+    """
+    d = np.arange(n)[:, None] - np.arange(n)[None, :]
+    g = np.exp(-0.5 * (d / sigma) ** 2)
+    return (g / np.linalg.norm(g, axis=1, keepdims=True)).astype(np.float32)
+
+
+def elastic_field(key, h: int, w: int, sigma: float) -> jax.Array:
+    """A smooth random displacement field [2, H, W] (rows, cols), unit variance per pixel.
+
+    Uniform noise per pixel smoothed by a separable gaussian of `sigma` (a fraction of the
+    side), as two small matmuls: far cheaper than a convolution with a kernel this wide.
+    """
+    noise = jax.random.uniform(key, (2, h, w), minval=-1.0, maxval=1.0) * math.sqrt(3.0)
+    rows, cols = _smoothing(h, sigma * h), _smoothing(w, sigma * w)
+    return jnp.matmul(jnp.matmul(rows, noise), cols.T)  # [2, H, W]
+
+
 def _sample(key, h: int, w: int, cfg: AugmentConfig) -> dict[str, jax.Array]:
-    """Draws one example's random parameters: scalars, plus its noise field [H, W]."""
+    """Draws one example's random parameters: scalars, plus its noise and elastic fields."""
     s = cfg.strength
     p = min(s, 1.0)  # probabilities are capped at 1 however strong the magnitudes get
     k_uniform, k_noise = jax.random.split(key)
@@ -117,6 +155,11 @@ def _sample(key, h: int, w: int, cfg: AugmentConfig) -> dict[str, jax.Array]:
     if cfg.noise:
         std = u["noise_std"] * cfg.noise * s
         params["noise"] = std * _standard_normal(k_noise, (h, w))  # [H, W]
+    if cfg.elastic:
+        # Its own key folded from the example's, so the other effects draw what they did
+        # before elastic distortion existed.
+        field = elastic_field(jax.random.fold_in(key, 1), h, w, cfg.elastic_sigma)
+        params["displace"] = field * (cfg.elastic * s * np.float32([h, w])[:, None, None])
     return params
 
 
@@ -136,19 +179,23 @@ def _standard_normal(key, shape):
     return z[:n].reshape(shape)
 
 
-def _warp(image, inverse, shift):
-    """Bilinear affine warp of image [H, W] about its centre; zero outside.
+def _warp(image, inverse, shift, displace=None):
+    """Bilinear affine (and elastic) warp of image [H, W] about its centre; zero outside.
 
     Args:
       image: [H, W].
       inverse: [2, 2], output offset from the centre -> input offset, in (row, col).
       shift: [2], translation of the output, in pixels.
+      displace: optional [2, H, W] elastic displacement of each output pixel, in pixels,
+        applied before the affine map: one resampling for both, so no double blur.
     """
     h, w = image.shape
     centre = np.array([(h - 1) / 2, (w - 1) / 2], np.float32)
     rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     y = rows - centre[0] - shift[0]  # [H, W]
     x = cols - centre[1] - shift[1]
+    if displace is not None:
+        y, x = y + displace[0], x + displace[1]
     # Written out rather than an einsum: a 2x2 matmul becomes a dot that XLA will not fuse.
     src_row = inverse[0, 0] * y + inverse[0, 1] * x + centre[0]
     src_col = inverse[1, 0] * y + inverse[1, 1] * x + centre[1]
@@ -179,8 +226,8 @@ def _gaussian_blur(image, sigma):
 
 def _augment_one(params: dict[str, jax.Array], image, cfg: AugmentConfig):
     """Applies one example's drawn parameters to its image [H, W] in [0, 1]."""
-    if cfg.rotate or cfg.scale or cfg.shear or cfg.translate:
-        image = _warp(image, params["inverse"], params["shift"])
+    if cfg.rotate or cfg.scale or cfg.shear or cfg.translate or cfg.elastic:
+        image = _warp(image, params["inverse"], params["shift"], params.get("displace"))
     if cfg.stroke:
         # Erosion is dilation of the negative, so one filter serves both directions.
         sign = params["stroke_sign"]
@@ -203,7 +250,8 @@ def _augment_one(params: dict[str, jax.Array], image, cfg: AugmentConfig):
 def augment_batch(
     key: jax.Array, images: jax.Array, cfg: AugmentConfig = AugmentConfig()
 ) -> jax.Array:
-    """Randomly distorts a batch of character images: affine, stroke, blur, noise, invert.
+    """Randomly distorts a batch of character images: affine, elastic, stroke, blur, noise,
+    invert.
 
     Args:
       key: one PRNG key for the whole batch; each example gets its own split of it.

@@ -4,15 +4,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from charjax.augment import AugmentConfig, _warp, augment_batch
+from charjax.augment import AugmentConfig, _warp, augment_batch, elastic_field
 from charjax.errors import CharjaxError
 
 # Every effect switched off; tests switch on the one they look at. Each distinct config is a
 # separate compilation, so the tests share as few configs as they can.
 OFF = AugmentConfig(
-    rotate=0.0, scale=0.0, shear=0.0, translate=0.0, stroke=0.0, blur=0.0, noise=0.0, invert=0.0
-)
+    rotate=0.0, scale=0.0, shear=0.0, translate=0.0, elastic=0.0, stroke=0.0, blur=0.0,
+    noise=0.0, invert=0.0,
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -77,6 +79,42 @@ def test_affine_alone_moves_ink_but_keeps_it_on_canvas(glyphs):
     np.testing.assert_allclose(out.sum((1, 2, 3)), np.asarray(glyphs).sum((1, 2, 3)), rtol=0.25)
 
 
+def test_elastic_at_zero_is_identity(glyphs):
+    # Every effect off, elastic included: nothing is resampled, the input comes back exactly.
+    np.testing.assert_array_equal(_augment(9, glyphs, OFF), np.asarray(glyphs))
+    # A vanishing elastic strength resamples at (almost) the pixel centres: (almost) identity.
+    tiny = _augment(9, glyphs, _replace(OFF, elastic=1e-5))
+    np.testing.assert_allclose(tiny, np.asarray(glyphs), atol=1e-3)
+
+
+def test_elastic_alone_bends_strokes_but_keeps_the_ink(glyphs):
+    out = _augment(10, glyphs, _replace(OFF, elastic=0.04, elastic_sigma=0.2))[..., 0]
+    g = np.asarray(glyphs)[..., 0]
+    changed = np.abs(out - g).reshape(8, -1).max(axis=1)
+    assert (changed > 0.1).all()
+    # Bent, not broken or moved away: every ink pixel of the original has ink within 2 px
+    # in the distorted image, and the other way round.
+    for before, after in zip(g, out, strict=True):
+        assert (ndimage.maximum_filter(after, 5) > 0.2)[before > 0.5].all()
+        assert (ndimage.maximum_filter(before, 5) > 0.2)[after > 0.5].all()
+    # Local stretching changes the amount of ink of 1-px strokes, but only by so much.
+    ratio = out.sum((1, 2)) / g.sum((1, 2))
+    assert (ratio > 0.6).all() and (ratio < 1.6).all()
+
+
+def test_elastic_field_is_smooth_with_unit_variance():
+    fields = jax.vmap(lambda k: elastic_field(k, 16, 16, 0.12))(
+        jax.random.split(jax.random.key(0), 256)
+    )
+    f = np.asarray(fields)  # [256, 2, 16, 16]
+    assert abs(f.std() - 1.0) < 0.1
+    assert abs(f[..., 0, :, :].mean()) < 0.1  # no drift in any direction
+    # Neighbouring pixels move together (a bend, not pixel noise); far ones independently.
+    near = np.corrcoef(f[..., :, 5].ravel(), f[..., :, 6].ravel())[0, 1]
+    far = np.corrcoef(f[..., :, 0].ravel(), f[..., :, 15].ravel())[0, 1]
+    assert near > 0.9 and abs(far) < 0.1
+
+
 def test_stroke_alone_dilates_or_erodes(glyphs):
     out = _augment(4, glyphs, _replace(OFF, stroke=1.0))
     delta = out.sum((1, 2, 3)) - np.asarray(glyphs).sum((1, 2, 3))
@@ -128,3 +166,5 @@ def test_invalid_config():
         AugmentConfig(blur=1.5)
     with pytest.raises(CharjaxError, match="rotate"):
         AugmentConfig(rotate=-1.0)
+    with pytest.raises(CharjaxError, match="elastic_sigma"):
+        AugmentConfig(elastic_sigma=0.0)
