@@ -5,7 +5,8 @@ Stages, each timed alone (images/s; interleaved rounds as everywhere in benchmar
 - "iterator": `BatchIterator` batches on the host (permutation, gather, uint8), no transfer;
 - "iterator + transfer": the same with `put` placing each batch on the device mesh, as fit does;
 - "augment": the jitted on-device augmentation of a device batch (all distortions), and
-  "augment, no noise" (the same config without additive noise, to show its share);
+  "augment, no noise" and "augment, no elastic" (the same config without additive noise or
+  without the elastic displacement, to show their shares);
 - "train step": `charjax.step`'s jitted step on a fixed device batch (augmentation, forward,
   backward, AdamW, metrics).
 Then "loop": the step fed by the iterator for --loop-steps steps, as `fit` runs it, reporting
@@ -95,6 +96,7 @@ def contenders(arch, size, batch, arrays, mesh):
         Contender("iterator + transfer", group, _Stream(arrays, batch, put).run, batch),
         Contender("augment", group, augment(AugmentConfig()), batch),
         Contender("augment, no noise", group, augment(AugmentConfig(noise=0.0)), batch),
+        Contender("augment, no elastic", group, augment(AugmentConfig(elastic=0.0)), batch),
         Contender("train step", group, train, batch),
     ]
     return out, (state, step, put)
