@@ -1,8 +1,14 @@
-"""Shared fixtures: small real datasets rendered from the machine's DejaVu fonts."""
+"""Shared fixtures: small real datasets rendered from the machine's DejaVu fonts.
+
+DejaVu is found the way `charjax data fonts` finds fonts (the usual font folders of Linux,
+macOS and Windows, and $CHARJAX_FONTS), not at Debian's path; without it, the tests that
+render glyphs skip and say what to install.
+"""
 
 import os
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
@@ -13,17 +19,37 @@ os.environ.setdefault("CHARJAX_CACHE", str(Path(__file__).parent / ".cache-never
 from charjax.cli.main import main  # noqa: E402
 from charjax.config import TrainConfig  # noqa: E402
 from charjax.data.cache import write_cache  # noqa: E402
+from charjax.data.fonts import find_font_files  # noqa: E402
 from charjax.fit import fit  # noqa: E402
 from charjax.labels import CLASSES  # noqa: E402
 from charjax.preprocess import PreprocessSpec, preprocess  # noqa: E402
 
-DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 TEST_FACES = ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf")
+NO_DEJAVU = (
+    "needs the DejaVu fonts (Debian/Ubuntu: fonts-dejavu-core fonts-dejavu-extra), in a "
+    "system font folder or in $CHARJAX_FONTS"
+)
+
+
+def find_dejavu() -> Path | None:
+    """The folder of DejaVuSans.ttf among the fonts charjax finds on this machine, or None."""
+    return next((p.parent for p in find_font_files() if p.name == "DejaVuSans.ttf"), None)
+
+
+DEJAVU = find_dejavu()
+needs_dejavu = pytest.mark.skipif(DEJAVU is None, reason=NO_DEJAVU)
+
+
+def dejavu(font_file: str) -> Path:
+    """The path of a DejaVu font file; skips the calling test when DejaVu is not installed."""
+    if DEJAVU is None:
+        pytest.skip(NO_DEJAVU)
+    return DEJAVU / font_file
 
 
 def render_char(char: str, font_file: str = "DejaVuSans.ttf", size: int = 48) -> Image.Image:
     """A dark glyph on white, like a scan: the raw input preprocessing expects."""
-    font = ImageFont.truetype(str(DEJAVU / font_file), size)
+    font = ImageFont.truetype(str(dejavu(font_file)), size)
     image = Image.new("L", (size * 2, size * 2), 255)
     ImageDraw.Draw(image).text((size // 2, size // 3), char, font=font, fill=0)
     return image
@@ -74,6 +100,4 @@ def tiny_run(glyph_cache, tmp_path_factory):
 
 @pytest.fixture
 def key():
-    import jax
-
     return jax.random.PRNGKey(0)

@@ -1,10 +1,10 @@
 """The font source: face checks on made-up renderers, splits, and a real build from DejaVu."""
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DEJAVU, needs_dejavu
 from PIL import Image, ImageDraw
 
 from charjax.data import font_filter, font_render
@@ -13,9 +13,6 @@ from charjax.data.font_split import split_faces
 from charjax.data.fonts import build_font_dataset, find_font_files, select_faces
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES
-
-DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
-needs_dejavu = pytest.mark.skipif(not DEJAVU.is_dir(), reason="DejaVu fonts not installed")
 
 
 def _real(file: str, size: int = font_render.CHECK_SIZE):

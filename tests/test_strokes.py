@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import DEJAVU
+from conftest import DEJAVU, dejavu, needs_dejavu
 
 from charjax.cli.main import cli
 from charjax.data import font_render
@@ -36,7 +36,7 @@ def test_pen_draws_the_requested_width():
 
 
 def test_stroke_style_makes_bold_glyphs_thin():
-    font = font_render.load_face(str(DEJAVU / "DejaVuSans-Bold.ttf"), 0, 100)
+    font = font_render.load_face(str(dejavu("DejaVuSans-Bold.ttf")), 0, 100)
     mask = np.asarray(font_render._draw(font, "H", 100, (0.0, 0.0), 255, 0)) > 127
     drawn = stroke_glyph(mask, em=100, rng=np.random.default_rng(0), style=STEADY) < 128
     # The bold H's stems are ~20 px wide; redrawn with a 10 px pen they carry about half
@@ -45,7 +45,7 @@ def test_stroke_style_makes_bold_glyphs_thin():
 
 
 def test_stroke_rendering_is_deterministic_per_seed():
-    font = font_render.load_face(str(DEJAVU / "DejaVuSerif.ttf"), 0, 72)
+    font = font_render.load_face(str(dejavu("DejaVuSerif.ttf")), 0, 72)
     mask = np.asarray(font_render._draw(font, "g", 72, (0.0, 0.0), 255, 0)) > 127
     skeleton = thin(mask)
     a, b, c = (draw_skeleton(skeleton, 72, np.random.default_rng(s)) for s in (1, 1, 2))
@@ -53,6 +53,7 @@ def test_stroke_rendering_is_deterministic_per_seed():
     assert not np.array_equal(a, c)
 
 
+@needs_dejavu
 def test_font_dataset_with_stroke_variants_and_family_selection(tmp_path):
     path, report = build_font_dataset(
         tmp_path / "fonts",
