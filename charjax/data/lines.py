@@ -157,7 +157,7 @@ def render_hand(text: str, face: Face, px: int, rng: np.random.Generator) -> np.
     x, drift = float(px), 0.0
     for char in text:
         if char == " ":
-            x += font.getlength(" ") * rng.uniform(1.0, 1.6)
+            x += font.getlength(" ") * rng.uniform(1.4, 2.2)
             continue
         scale = rng.uniform(0.94, 1.06)
         glyph_font = ImageFont.truetype(face.path, max(8, round(px * scale)), index=face.index)
@@ -175,7 +175,7 @@ def render_hand(text: str, face: Face, px: int, rng: np.random.Generator) -> np.
             break
         region = line[max(top, 0) : top + h, left : left + w]
         np.minimum(region, drawn[max(-top, 0) : max(-top, 0) + region.shape[0]], out=region)
-        x += glyph_font.getlength(char) * rng.uniform(1.0, 1.25) + rng.uniform(0.02, 0.12) * px
+        x += glyph_font.getlength(char) * rng.uniform(0.95, 1.1) + rng.uniform(0.0, 0.06) * px
     return _trim(line, margin=px // 2)
 
 
