@@ -20,7 +20,7 @@ test: setup
 
 lint: setup
 	.venv/bin/ruff check .
-	.venv/bin/ruff format --check charjax cli apps tests benchmarks
+	.venv/bin/ruff format --check charjax cli apps tests tools benchmarks
 
 bench: setup
 	$(PY) benchmarks/run_all.py --quick
@@ -52,7 +52,7 @@ pretrained: setup
 		--data $(PRETRAINED_WORK)/fonts+$(PRETRAINED_WORK)/hand \
 		--workdir $(PRETRAINED_WORK)/run --steps $(PRETRAINED_STEPS) --augment 1.5 \
 		--eval-every 2000 --no-progress
-	$(PY) -m charjax.apps.drawn_set --out $(PRETRAINED_WORK)/drawn
+	$(PY) -m tools.drawn_set --out $(PRETRAINED_WORK)/drawn
 	$(PY) -m charjax.bundle --run $(PRETRAINED_WORK)/run --fonts $(PRETRAINED_WORK)/fonts \
 		--drawn $(PRETRAINED_WORK)/drawn --json $(PRETRAINED_WORK)/numbers.json
 

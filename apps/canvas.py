@@ -15,6 +15,8 @@ from PySide6.QtCore import QPointF, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from charjax.atomic import atomic_path
+
 DEFAULT_SIZE = 400
 BLACK = QColor(0, 0, 0)
 WHITE = QColor(255, 255, 255)
@@ -139,7 +141,8 @@ class Canvas(QWidget):
 
     def save_png(self, path) -> None:
         """Writes the drawing as an 8-bit grey PNG, pixel for pixel what `to_array` gives."""
-        Image.fromarray(self.to_array()).save(path)  # uint8 [H, W] -> mode L
+        with atomic_path(path) as tmp:
+            Image.fromarray(self.to_array()).save(tmp, format="PNG")  # uint8 [H, W] -> mode L
 
     def _pen(self, width: float, pressure: float) -> QPen:
         # Pressure modulates the slider's width rather than replacing it: a light touch still

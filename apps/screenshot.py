@@ -21,6 +21,7 @@ from PySide6.QtCore import QPointF  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from charjax.apps.gui import MainWindow, newest_run  # noqa: E402
+from charjax.atomic import atomic_path  # noqa: E402
 
 
 def _arc(cx, cy, r, start_deg, end_deg, n=24):
@@ -61,9 +62,9 @@ def render(checkpoint, out: Path, strokes=LETTER_S) -> Path:
             window.canvas.end_stroke()
         _wait(app, lambda: window.results_shown > 0, timeout=60)
         _wait(app, lambda: False, timeout=0.2)  # let the last repaint land
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if not window.grab().save(str(out)):
-            raise SystemExit(f"screenshot: could not write {out}")
+        with atomic_path(out) as tmp:
+            if not window.grab().save(str(tmp), "PNG"):
+                raise SystemExit(f"screenshot: could not write {out}")
         return out
     finally:
         window.close()

@@ -9,8 +9,8 @@ from PIL import Image
 pytest.importorskip("HersheyFonts")  # a dev dependency (pyproject's dev extra)
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from charjax.apps.drawn_set import DrawnSetOptions, make_drawn_set  # noqa: E402
 from charjax.data.folder import read_folder  # noqa: E402
+from tools.drawn_set import DrawnSetOptions, make_drawn_set  # noqa: E402
 
 
 def test_drawn_set_is_a_folder_dataset_of_canvas_drawings(tmp_path):

@@ -1,6 +1,6 @@
 """The drawn-glyph evaluation set: characters drawn on the GUI's own canvas by scripted strokes.
 
-    python -m charjax.apps.drawn_set --out data/drawn       # then:
+    python -m tools.drawn_set --out data/drawn       # from the repository root; then:
     charjax eval --data folder:data/drawn
 
 What people draw in `charjax-gui` is a single line of constant width, painted by
@@ -26,6 +26,7 @@ import numpy as np
 from HersheyFonts import HersheyFonts
 from PIL import Image
 
+from charjax.atomic import atomic_path
 from charjax.labels import CLASSES, sample_dir_name
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -124,11 +125,18 @@ def draw(canvas: Canvas, paths: list[np.ndarray], width: float) -> np.ndarray:
 
 
 def make_drawn_set(out, opts: DrawnSetOptions = DrawnSetOptions()) -> int:
-    """Writes the drawn-glyph set into `out`/SampleNNN/*.png; returns the number of images."""
+    """Writes the drawn-glyph set into `out`/SampleNNN/*.png; returns the number of images.
+
+    The folder appears (or replaces an old one) only once every image is written.
+    """
+    with atomic_path(Path(out)) as tmp:
+        return _draw_all(tmp, opts)
+
+
+def _draw_all(out: Path, opts: DrawnSetOptions) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])  # noqa: F841 (keeps Qt alive)
     canvas = Canvas(opts.canvas)
     rng = np.random.default_rng(opts.seed)
-    out = Path(out)
     count = 0
     for face in opts.faces:
         font = HersheyFonts()
