@@ -1,11 +1,12 @@
 """`charjax data`: prepare datasets (fonts, Chars74K, image folders) and look at them."""
 
 import sys
+import time
 from pathlib import Path
 
 import click
 
-from charjax.data.cache import is_cache, load_cache
+from charjax.data.cache import describe, is_cache, load_cache
 from charjax.data.chars74k import (
     OFFICIAL_URL,
     SPLIT_MODES,
@@ -15,12 +16,14 @@ from charjax.data.chars74k import (
 )
 from charjax.data.folder import FolderOptions, build_folder_dataset
 from charjax.data.fonts import HANDWRITING_FAMILIES, FontOptions, build_font_dataset
-from charjax.data.sheet import contact_sheet, describe, save_png
+from charjax.data.handwriting import HandwritingOptions, build_handwriting_dataset
 from charjax.data.sources import default_chars74k_cache, download_dir
 from charjax.errors import CharjaxError
+from charjax.viz.contact_sheet import contact_sheet
+from charjax.viz.grid import save_png
 
 F, G = FontOptions(), FolderOptions()  # defaults shown in --help come from the options
-C = Chars74kOptions()
+C, H = Chars74kOptions(), HandwritingOptions()
 
 
 def _check_out(out: str) -> Path:
@@ -45,6 +48,7 @@ def data():
     that `charjax train --data DIR` reads:
       charjax data fonts --out data/fonts             glyphs from this machine's fonts
       charjax data chars74k --subsets font,hand       the Chars74K dataset (downloaded)
+      charjax data handwriting --out data/hand        synthetic handwriting
       charjax data folder my_chars/ --out data/mine   your own images
       charjax data info data/fonts --sheet fonts.png  counts and a contact sheet
     """
@@ -147,6 +151,58 @@ def fonts(out, progress, handwriting, **options):
         f"characters x {opts.variants + opts.stroke_variants} "
         f"variant{'s' if opts.variants + opts.stroke_variants > 1 else ''}) to {path} "
         f"in {report.seconds:.1f} s"
+    )
+
+
+@data.command()
+@click.option("--out", required=True, type=click.Path(), help="Dataset folder to write.")
+@click.option("--size", default=H.size, show_default=True, type=int, help="Image side in pixels.")
+@click.option(
+    "--writers",
+    default=H.writers,
+    show_default=True,
+    type=click.IntRange(3, 100_000),
+    help="Synthetic writers, each with their own slant, proportions, pen and letterforms.",
+)
+@click.option(
+    "--samples",
+    default=H.samples,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Renderings of each character per writer.",
+)
+@click.option(
+    "--seed", default=H.seed, show_default=True, type=int, help="Seeds the writers and drawings."
+)
+@click.option(
+    "--workers",
+    default=H.workers,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Processes for drawing (0: one per CPU, up to 8, from 200 writers on).",
+)
+def handwriting(out, **options):
+    """Draw 0-9, A-Z, a-z by synthetic writers into a dataset.
+
+    \b
+    Example:
+      charjax data handwriting --out data/hand --writers 3000
+      charjax train --data fonts+data/hand
+
+    Each writer keeps one slant, width, ascender and descender length, pen and ink, and
+    one preferred letterform per character (open or closed 4, barred 7 and Z, single- or
+    double-storey a, looped l, ...), drawn with a wobbling hand: loops that do not close,
+    strokes that overshoot or fall short at joins, lines wider where the pen slows down.
+    The letterforms are charjax's own, not any font's or handwriting dataset's. Writers
+    are split 80/10/10 into train/val/test, so val and test hands are unseen.
+    """
+    out_path = _check_out(out)
+    start = time.perf_counter()
+    path = build_handwriting_dataset(out_path, HandwritingOptions(**options))
+    n = options["writers"] * 62 * options["samples"]
+    click.echo(
+        f"wrote {n} images ({options['writers']} writers x 62 characters x "
+        f"{options['samples']}) to {path} in {time.perf_counter() - start:.1f} s"
     )
 
 
