@@ -19,7 +19,7 @@ from charjax.labels import CLASSES, FOLD_TABLE
 from charjax.loaded import LoadedRun, run_kind
 from charjax.models.autoencoder import GENERATIVE_KINDS
 from charjax.predict import Predictor
-from charjax.report import write_report
+from charjax.viz.report import write_report
 
 
 def load_eval_data(predictor: LoadedRun, data: str | None, split: str):
@@ -72,7 +72,7 @@ def evaluate_checkpoint(
 ) -> dict:
     """Evaluates a checkpoint. See `accuracy_report` for the keys; adds `data` and `checkpoint`.
 
-    With `report_dir`, also writes the pictures and report.md of `charjax.report` there and
+    With `report_dir`, also writes the pictures and report.md of `charjax.viz.report` there and
     adds `report` (the path of report.md).
 
     An autoencoder, VAE or CVAE gets `Generator.evaluate`'s keys instead (n, loss, recon, mse

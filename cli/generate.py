@@ -4,8 +4,9 @@ import json
 
 import click
 
-from charjax.generate import INTERPOLATIONS, write_reconstructions, write_samples
-from charjax.walk import WalkOptions, write_walk
+from charjax.generate import INTERPOLATIONS
+from charjax.viz.glyphs import write_reconstructions, write_samples
+from charjax.viz.walk import WalkOptions, write_walk
 
 D = WalkOptions()  # defaults shown in --help come from the one options class
 

@@ -2,8 +2,8 @@
 
 import click
 
-from charjax.inspect import show_activations, visualize_filters
-from charjax.plot import X_AXES, plot_runs
+from charjax.viz.activations import show_activations, visualize_filters
+from charjax.viz.curves import X_AXES, plot_runs
 
 _CHECKPOINT = click.option(
     "--checkpoint", required=True, help="A run directory (from `charjax train`) or checkpoint."

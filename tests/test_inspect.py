@@ -7,9 +7,10 @@ import pytest
 from conftest import render_char, run_cli
 from PIL import Image
 
-from charjax.inspect import HEADER, MARGIN, SHEET_WIDTH, capture, layer_shapes, maximize_filters
 from charjax.models import get_model
 from charjax.predict import Predictor
+from charjax.viz.activations import SHEET_WIDTH, capture, layer_shapes, maximize_filters
+from charjax.viz.grid import HEADER, MARGIN
 
 
 def _traced_layers(arch: str, size: int = 32) -> dict[str, tuple[int, ...]]:

@@ -11,8 +11,8 @@ from PIL import Image
 from charjax.config import TrainConfig
 from charjax.errors import CharjaxError
 from charjax.fit import fit
-from charjax.plot import DPI, FIGSIZE, read_metrics
 from charjax.tensorboard import TensorBoardWriter
+from charjax.viz.curves import DPI, FIGSIZE, read_metrics
 
 
 @pytest.fixture(scope="module")

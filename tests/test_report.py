@@ -10,7 +10,7 @@ from PIL import Image
 from charjax.cli.main import main
 from charjax.evaluate import accuracy_report, evaluate_checkpoint
 from charjax.labels import CLASSES
-from charjax.report import (
+from charjax.viz.report import (
     BAR,
     CHART_H,
     CONFUSION_SIZE,

@@ -9,7 +9,7 @@ from test_generative import run_cli, trained_runs
 
 from charjax.generate import Generator
 from charjax.predict import Predictor
-from charjax.walk import FrameRenderer, WalkOptions, collect_keyframes, make_walk
+from charjax.viz.walk import FrameRenderer, WalkOptions, collect_keyframes, make_walk
 
 
 @pytest.fixture(scope="module")

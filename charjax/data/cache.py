@@ -24,7 +24,7 @@ import numpy as np
 
 from charjax.atomic import atomic_path, write_json_atomic
 from charjax.errors import CharjaxError
-from charjax.labels import CLASSES
+from charjax.labels import CLASSES, NUM_CLASSES
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -105,6 +105,53 @@ def write_cache(
         # meta.json last: its presence inside the renamed directory is the completion mark.
         write_json_atomic(tmp / "meta.json", meta)
     return path
+
+
+def class_counts(cache: Cache) -> np.ndarray:
+    """Examples per split and class: int64 [3, 62] (rows in SPLITS order)."""
+    labels = np.asarray(cache.labels)
+    splits = np.asarray(cache.splits)
+    return np.stack(
+        [np.bincount(labels[splits == k], minlength=NUM_CLASSES) for k in range(len(SPLITS))]
+    )
+
+
+def describe(cache: Cache) -> str:
+    """A few lines about a cache: source, size, preprocessing, split and class counts."""
+    meta = cache.meta
+    counts = class_counts(cache)
+    spec = ", ".join(f"{k}={v}" for k, v in meta.get("preprocess", {}).items())
+    details = [f"{k} {meta[k]}" for k in ("variants", "seed") if k in meta]
+    groups = meta.get("group_names", [])
+    lines = [
+        f"dataset     {cache.path}",
+        f"source      {meta.get('source', '?')} ({len(groups)} group{'s' * (len(groups) != 1)}"
+        + "".join(f", {d}" for d in details)
+        + ")",
+        f"images      {len(cache)} x {cache.image_size}x{cache.image_size} uint8, "
+        f"created {meta.get('created', '?')}",
+        f"preprocess  {spec}",
+        "splits      "
+        + " | ".join(f"{s} {int(n)}" for s, n in zip(SPLITS, counts.sum(1), strict=True)),
+    ]
+    if meta.get("split_by"):
+        note = f" ({meta['split_note']})" if meta.get("split_note") else ""
+        lines.append(f"split by    {meta['split_by']}{note}")
+    for split, fams in meta.get("families", {}).items():
+        lines.append(f"  {split:5} families: {', '.join(fams) or '-'}")
+    if meta.get("skipped"):
+        lines.append("skipped     " + ", ".join(f"{n} {r}" for r, n in meta["skipped"].items()))
+    cells = ["/".join(str(int(n)) for n in counts[:, c]) for c in range(NUM_CLASSES)]
+    if len(set(cells)) == 1:  # font datasets: every class alike, one line says it
+        lines.append(f"per class   train/val/test {cells[0]} for each of the {NUM_CLASSES}")
+        return "\n".join(lines)
+    lines.append("per class   train/val/test")
+    width = max(len(s) for s in cells)
+    rows = (NUM_CLASSES + 3) // 4
+    for r in range(rows):
+        row = [f"{CLASSES[c]} {cells[c]:<{width}}" for c in range(r, NUM_CLASSES, rows)]
+        lines.append("  " + "    ".join(row).rstrip())
+    return "\n".join(lines)
 
 
 def is_cache(path) -> bool:

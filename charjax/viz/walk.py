@@ -10,25 +10,25 @@ the viewer sees where A stops being A.
 """
 
 import math
-import os
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from charjax.atomic import atomic_path
 from charjax.data.font_render import RenderJob, render_face
 from charjax.data.fonts import find_font_files
-from charjax.data.sheet import save_png
 from charjax.data.sources import resolve_data
 from charjax.errors import CharjaxError
-from charjax.generate import INTERPOLATIONS, Generator, class_indices, interpolate, lerp, to_paper
+from charjax.generate import INTERPOLATIONS, Generator, class_indices, interpolate, lerp
 from charjax.labels import CLASSES
 from charjax.predict import Predictor
 from charjax.preprocess import PreprocessSpec, preprocess
+from charjax.viz.glyphs import to_paper
+from charjax.viz.grid import enlarge, label_font, save_png, tile_grid
 
 OUTPUTS = (".mp4", ".gif", ".png")
 _STRIP_COLUMNS = 9  # frames per segment in a PNG strip: t = 0, 1/8, ..., 1
@@ -218,13 +218,9 @@ class FrameRenderer:
     def __init__(self, size: int):
         self.size = size
         self.band = 2 * math.ceil(max(12, size // 5) / 2)  # even, for H.264
-        px = max(9, self.band // 2)
-        try:
-            self.font = ImageFont.truetype("DejaVuSans.ttf", px)  # Pillow searches font folders
-            self.arrow = " → "
-        except OSError:
-            self.font = ImageFont.load_default(px)
-            self.arrow = " -> "  # the bundled font may lack the arrow
+        self.font = label_font(max(9, self.band // 2))
+        # DejaVu is read from a file; Pillow's own font, the fallback, may lack the arrow.
+        self.arrow = " → " if isinstance(getattr(self.font, "path", None), str) else " -> "
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -233,9 +229,9 @@ class FrameRenderer:
 
     def __call__(self, walk: Walk, i: int) -> np.ndarray:
         """Frame i of `walk` as uint8 RGB [H, W, 3]."""
-        glyph = Image.fromarray(to_paper(walk.glyphs[i]))
+        glyph = enlarge(to_paper(walk.glyphs[i]), self.size, smooth=True)
         frame = Image.new("RGB", self.shape, "white")
-        frame.paste(glyph.resize((self.size, self.size), Image.Resampling.BILINEAR).convert("RGB"))
+        frame.paste(glyph.convert("RGB"))
         draw = ImageDraw.Draw(frame)
         seg = int(walk.segment[i])
         a, b = walk.keyframes[seg].name, walk.keyframes[seg + 1].name
@@ -253,15 +249,12 @@ class FrameRenderer:
 def strip(walk: Walk, steps: int, size: int = _STRIP_SIZE) -> Image.Image:
     """A PNG-able picture of the walk: one row per segment, frames at t = 0, 1/8, ..., 1."""
     render = FrameRenderer(size)
-    w, h = render.shape
-    rows = len(walk.keyframes) - 1
-    gap = 2
-    sheet = Image.new("RGB", (_STRIP_COLUMNS * (w + gap) - gap, rows * (h + gap) - gap), "#ccc")
-    for r in range(rows):
-        for c in range(_STRIP_COLUMNS):
-            i = r * steps + round(c * steps / (_STRIP_COLUMNS - 1))
-            sheet.paste(Image.fromarray(render(walk, i)), (c * (w + gap), r * (h + gap)))
-    return sheet
+    frames = [
+        Image.fromarray(render(walk, r * steps + round(c * steps / (_STRIP_COLUMNS - 1))))
+        for r in range(len(walk.keyframes) - 1)
+        for c in range(_STRIP_COLUMNS)
+    ]
+    return tile_grid(frames, _STRIP_COLUMNS, gap=2, fill="#ccc")
 
 
 def write_video(render: Callable[[int], np.ndarray], n_frames: int, fps: int, out, progress=True):
@@ -272,9 +265,6 @@ def write_video(render: Callable[[int], np.ndarray], n_frames: int, fps: int, ou
     except ImportError:
         raise CharjaxError("writing video needs moviepy: pip install 'charjax[video]'") from None
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # ffmpeg picks the container from the extension, so the temp file keeps it.
-    tmp = out.with_name(f".{out.stem}.tmp-{uuid.uuid4().hex[:8]}{out.suffix}")
     with tqdm(total=n_frames, unit="frame", desc=f"render {out.name}", disable=not progress) as bar:
 
         def frame_at(t: float) -> np.ndarray:
@@ -285,24 +275,24 @@ def write_video(render: Callable[[int], np.ndarray], n_frames: int, fps: int, ou
         # moviepy writes int(duration * fps) frames, and (n / fps) * fps can round to just
         # below n (49 / 49 * 49 = 48.99...), losing the last frame; half a frame more cannot.
         clip = VideoClip(frame_at, duration=(n_frames + 0.5) / fps)
+        # ffmpeg picks the container from the extension, which the temp file keeps.
         try:
-            if out.suffix.lower() == ".gif":
-                clip.write_gif(str(tmp), fps=fps, logger=None)
-            else:
-                clip.write_videofile(
-                    str(tmp),
-                    fps=fps,
-                    codec="libx264",
-                    audio=False,
-                    pixel_format="yuv420p",  # what players expect of H.264
-                    ffmpeg_params=["-crf", "18"],  # thin strokes stay crisp
-                    logger=None,
-                )
-            os.replace(tmp, out)
+            with atomic_path(out) as tmp:
+                if out.suffix.lower() == ".gif":
+                    clip.write_gif(str(tmp), fps=fps, logger=None)
+                else:
+                    clip.write_videofile(
+                        str(tmp),
+                        fps=fps,
+                        codec="libx264",
+                        audio=False,
+                        pixel_format="yuv420p",  # what players expect of H.264
+                        ffmpeg_params=["-crf", "18"],  # thin strokes stay crisp
+                        logger=None,
+                    )
         except OSError as e:
             raise CharjaxError(f"cannot write {out}: {e}") from None
         finally:
-            tmp.unlink(missing_ok=True)
             clip.close()
 
 

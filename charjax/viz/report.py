@@ -12,20 +12,29 @@ writes into the report folder:
   labels;
 - report.md: the numbers, the pictures, the most confused pairs and the hardest classes.
 
-Drawn with Pillow, not matplotlib: the matrix is a grid of coloured cells and the bar chart
-has fixed axes (0..1, one bar per class), so there are no ticks or scales to compute, pixels
-land exactly where intended, and `charjax eval --report` needs only the core dependencies.
+Drawn with Pillow (`charjax.viz.grid`), not matplotlib: the matrix is a grid of coloured cells
+and the bar chart has fixed axes (0..1, one bar per class), so there are no ticks or scales to
+compute, pixels land exactly where intended, and `charjax eval --report` needs only the core
+dependencies.
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from charjax.data.sheet import _label_font, save_png  # the contact sheet's font and writer
-from charjax.inspect import BACKGROUND, MUTED, TEXT, stack_sections, tile_grid
+from charjax.atomic import write_text_atomic
 from charjax.labels import CLASSES, FOLD_TABLE, NUM_CLASSES
+from charjax.viz.grid import (
+    BACKGROUND,
+    MUTED,
+    TEXT,
+    enlarge,
+    label_font,
+    save_png,
+    stack_sections,
+    tile_grid,
+)
 
 CELL = 13  # pixels per confusion-matrix cell, 1 of them the grid line
 CONFUSION_SIZE = (62 * CELL + 2 * 28, 62 * CELL + 28 + 34)  # matrix + label margins + legend
@@ -68,7 +77,7 @@ def confusion_image(confusion: np.ndarray) -> Image.Image:
     share = np.sqrt(confusion / np.maximum(rows, 1))
     image = Image.new("RGB", CONFUSION_SIZE, BACKGROUND)
     draw = ImageDraw.Draw(image)
-    font = _label_font(10)
+    font = label_font(10)
     x0, y0 = 28, 28
     for i in range(NUM_CLASSES):
         c = (x0 + i * CELL + CELL // 2, y0 + i * CELL + CELL // 2)
@@ -124,7 +133,7 @@ def per_class_image(confusion: np.ndarray) -> Image.Image:
     width, top = _bar_x(NUM_CLASSES) + 12, 30
     image = Image.new("RGB", (width, top + CHART_H + 26), BACKGROUND)
     draw = ImageDraw.Draw(image)
-    font = _label_font(10)
+    font = label_font(10)
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         y = top + round((1 - tick) * CHART_H)
         draw.line((36, y, width - 8, y), fill=(70, 70, 78))
@@ -158,7 +167,7 @@ def mistakes_image(images: np.ndarray, labels: np.ndarray, probs: np.ndarray) ->
     guess = probs.argmax(1)
     wrong = np.flatnonzero(guess != labels)
     wrong = wrong[np.argsort(-probs[wrong, guess[wrong]], kind="stable")][:MISTAKES]
-    font = _label_font(11)
+    font = label_font(11)
     if not len(wrong):
         return stack_sections(
             [(f"no mistakes on {len(labels)} images", Image.new("RGB", (1, 1), BACKGROUND))]
@@ -168,9 +177,7 @@ def mistakes_image(images: np.ndarray, labels: np.ndarray, probs: np.ndarray) ->
     tiles = []
     for k in wrong:
         tile = Image.new("RGB", (max(s * zoom, 84), s * zoom + 18), BACKGROUND)
-        glyph = Image.fromarray(np.asarray(images[k])).resize(
-            (s * zoom, s * zoom), Image.Resampling.NEAREST
-        )
+        glyph = enlarge(images[k], s * zoom)
         tile.paste(glyph, ((tile.width - glyph.width) // 2, 0))
         t, g = int(labels[k]), int(guess[k])
         text = f"{CLASSES[t]} \u2192 {CLASSES[g]}  {probs[k, g]:.2f}"
@@ -268,7 +275,5 @@ def write_report(directory, images, labels, probs, summary: dict) -> Path:
         mistakes_image(np.asarray(images), labels, np.asarray(probs)), directory / "mistakes.png"
     )
     path = directory / "report.md"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(_markdown(summary, confusion))
-    os.replace(tmp, path)
+    write_text_atomic(path, _markdown(summary, confusion))
     return path

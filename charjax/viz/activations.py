@@ -9,10 +9,7 @@ model can be looked at without changing its code. Filter pictures are activation
 as in the old TF1 project: gradient ascent on the input image to raise one filter's mean
 activation, all filters of a layer at once (one jitted, vmapped step, repeated), with a
 Gaussian blur every few steps so the picture keeps strokes instead of turning into pixel noise.
-
-Pictures are drawn with Pillow, not matplotlib: they are grids of small images, which Pillow
-pastes pixel-exactly (nearest-neighbour enlargement, no axes or interpolation to fight), and
-both commands work with the core dependencies alone.
+The pictures are grids drawn with Pillow (see `charjax.viz.grid`).
 """
 
 import math
@@ -25,16 +22,22 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
-from charjax.data.sheet import _label_font, save_png  # the contact sheet's font and writer
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES
 from charjax.predict import Predictor
 from charjax.preprocess import load_image, model_input
+from charjax.viz.grid import (
+    BACKGROUND,
+    GAP,
+    MUTED,
+    TEXT,
+    enlarge,
+    label_font,
+    save_png,
+    stack_sections,
+    tile_grid,
+)
 
-BACKGROUND = (40, 40, 44)
-TEXT = (235, 235, 235)
-MUTED = (160, 160, 168)
-GAP, MARGIN, HEADER = 2, 12, 24
 SHEET_WIDTH = 960  # content width of `charjax show`; grids wrap to it
 
 # Diverging colours for signed values: light blue (most negative) .. black (zero) .. yellow via
@@ -107,49 +110,20 @@ def diverging(values: np.ndarray, scale: float) -> np.ndarray:
     return DIVERGING_LUT[np.rint((t + 1.0) * 127.5).astype(np.int32)]
 
 
-def tile_grid(tiles: list[Image.Image], cols: int, gap: int = GAP, fill=BACKGROUND) -> Image.Image:
-    """Pastes equally sized tiles row by row, `cols` to a row, `gap` pixels apart."""
-    w, h = tiles[0].size
-    rows = math.ceil(len(tiles) / cols)
-    cols = min(cols, len(tiles))
-    grid = Image.new("RGB", (cols * (w + gap) - gap, rows * (h + gap) - gap), fill)
-    for i, tile in enumerate(tiles):
-        grid.paste(tile.convert("RGB"), ((i % cols) * (w + gap), (i // cols) * (h + gap)))
-    return grid
-
-
-def stack_sections(sections: list[tuple[str, Image.Image]], min_width: int = 0) -> Image.Image:
-    """Stacks (header text, picture) sections vertically on one background, with margins."""
-    font = _label_font(13)
-    widths = [max(im.width, math.ceil(font.getlength(text))) for text, im in sections]
-    width = max(min_width, *widths) + 2 * MARGIN
-    height = MARGIN + sum(HEADER + im.height + MARGIN for _, im in sections)
-    sheet = Image.new("RGB", (width, height), BACKGROUND)
-    draw = ImageDraw.Draw(sheet)
-    y = MARGIN
-    for text, im in sections:
-        draw.text((MARGIN, y + HEADER - 6), text, fill=TEXT, font=font, anchor="ls")
-        sheet.paste(im, (MARGIN, y + HEADER))
-        y += HEADER + im.height + MARGIN
-    return sheet
-
-
 def _feature_maps(maps: np.ndarray, scale: float) -> Image.Image:
     """[h, w, C] -> a grid of C enlarged maps, coloured on one shared scale."""
     h, w, c = maps.shape
     target = 64 if c <= 16 else 40 if c <= 64 else 26  # many maps: smaller tiles, same sheet
     zoom = max(1, round(target / max(h, w)))
     colored = diverging(np.moveaxis(maps, -1, 0), scale)  # [C, h, w, 3]
-    tiles = [
-        Image.fromarray(m).resize((w * zoom, h * zoom), Image.Resampling.NEAREST) for m in colored
-    ]
+    tiles = [enlarge(m, w * zoom, h * zoom) for m in colored]
     return tile_grid(tiles, cols=max(1, (SHEET_WIDTH + GAP) // (w * zoom + GAP)))
 
 
 def _dense_values(values: np.ndarray, scale: float, classes: bool = False) -> Image.Image:
     """[C] -> a grid of coloured cells; with `classes`, 62 cells labelled and laid out as the
     classes: a row of digits, one of upper case, one of lower case."""
-    font = _label_font(11)
+    font = label_font(11)
     if classes:
         rows, cell = (CLASSES[:10], CLASSES[10:36], CLASSES[36:]), 24
         grid = Image.new("RGB", (26 * (cell + GAP) - GAP, 3 * (cell + GAP) - GAP), BACKGROUND)
@@ -172,7 +146,7 @@ def _legend(width: int = 240) -> Image.Image:
     legend = Image.new("RGB", (width, 32), BACKGROUND)
     legend.paste(Image.fromarray(bar), (0, 0))
     draw = ImageDraw.Draw(legend)
-    font = _label_font(11)
+    font = label_font(11)
     for x, text, anchor in ((0, "-max", "la"), (width // 2, "0", "ma"), (width, "+max", "ra")):
         draw.text((x, 17), text, fill=MUTED, font=font, anchor=anchor)
     return legend
@@ -206,7 +180,7 @@ def activation_sheet(predictor: Predictor, image, layers: list[str] | None = Non
     guesses = ", ".join(f"{CLASSES[i]} {probs[i]:.2f}" for i in best)
     s = predictor.image_size
     zoom = max(1, 128 // s)
-    seen = Image.fromarray(pixels[0]).resize((s * zoom, s * zoom), Image.Resampling.NEAREST)
+    seen = enlarge(pixels[0], s * zoom)
     top = Image.new("RGB", (seen.width + 24 + 240, seen.height), BACKGROUND)
     top.paste(seen, (0, 0))
     top.paste(_legend(), (seen.width + 24, seen.height - 32))
@@ -318,12 +292,11 @@ def filter_sheet(filters: FilterImages, title: str = "", classes: bool = False) 
     """
     n, s, _ = filters.images.shape
     zoom = max(1, round(64 / s))
-    font = _label_font(11)
+    font = label_font(11)
     tiles = []
     for i, x in enumerate(filters.images):
         tile = Image.new("RGB", (s * zoom, s * zoom + 16), BACKGROUND)
-        pixels = Image.fromarray(np.rint(x * 255).astype(np.uint8))
-        tile.paste(pixels.resize((s * zoom, s * zoom), Image.Resampling.NEAREST), (0, 16))
+        tile.paste(enlarge(np.rint(x * 255).astype(np.uint8), s * zoom), (0, 16))
         name = CLASSES[i] if classes else str(i)
         draw = ImageDraw.Draw(tile)
         draw.text((1, 12), name, fill=TEXT, font=font, anchor="ls")

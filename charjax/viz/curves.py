@@ -10,15 +10,15 @@ after its checkpoint), `plot_runs` draws them.
 
 Drawn with matplotlib (the optional `plot` extra), not Pillow: curves need what a plotting
 library does well (axis scaling and ticks, a log scale for the loss, legends), while the
-image grids of `charjax.inspect` and `charjax.report` are simpler and exact in Pillow.
+image grids of the rest of `charjax.viz` are simpler and exact in Pillow.
 """
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from charjax.atomic import atomic_path
 from charjax.errors import CharjaxError
 
 FIGSIZE, DPI = (15.0, 4.6), 100  # the PNG is FIGSIZE * DPI pixels: 1500 x 460
@@ -140,6 +140,26 @@ def plot_runs(runs, out, x: str = "step", smooth: float = 0.6) -> Path:
             xs, ys = _series(evals, x, key)
             ax.plot(xs, ys, style, color=color, markersize=3.5, linewidth=1.4)
 
+    _label_axes(ax_loss, ax_acc, ax_lr, x, ticker)
+    # One legend for all panels: colours are runs, line styles are what was measured.
+    handles = [
+        Line2D([], [], color=c, linewidth=2.5, label=n) for n, c in zip(names, colors, strict=True)
+    ]
+    handles += [
+        Line2D([], [], color="grey", linewidth=1.4, label="train (smoothed)"),
+        Line2D([], [], color="grey", marker="o", markersize=3.5, label="val"),
+        Line2D([], [], color="grey", linestyle=":", marker="o", markersize=3.5,
+               label="val, ignoring case"),
+    ]  # fmt: skip
+    fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize=9)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png")
+    return out
+
+
+def _label_axes(ax_loss, ax_acc, ax_lr, x: str, ticker) -> None:
+    """Titles, grids and scales of the three panels (the loss on a log scale)."""
     for ax, title in (
         (ax_loss, "loss (log scale)"),
         (ax_acc, "accuracy"),
@@ -157,20 +177,3 @@ def plot_runs(runs, out, x: str = "step", smooth: float = 0.6) -> Path:
         ax_loss.yaxis.set_minor_formatter(ticker.NullFormatter())
     ax_acc.set_ylim(0, 1.02)
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
-    # One legend for all panels: colours are runs, line styles are what was measured.
-    handles = [
-        Line2D([], [], color=c, linewidth=2.5, label=n) for n, c in zip(names, colors, strict=True)
-    ]
-    handles += [
-        Line2D([], [], color="grey", linewidth=1.4, label="train (smoothed)"),
-        Line2D([], [], color="grey", marker="o", markersize=3.5, label="val"),
-        Line2D([], [], color="grey", linestyle=":", marker="o", markersize=3.5,
-               label="val, ignoring case"),
-    ]  # fmt: skip
-    fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize=9)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")  # atomic, like every other picture charjax writes
-    fig.savefig(tmp, dpi=DPI, format="png")
-    os.replace(tmp, out)
-    return out
