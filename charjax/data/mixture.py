@@ -4,7 +4,7 @@ The `--data` value, part by part (`charjax.data.sources` turns each SOURCE into 
 
     DATA    := PART ( "+" PART )*
     PART    := SOURCE [ ":" WEIGHT ]            WEIGHT: a positive number, e.g. 0.3 or 2
-    SOURCE  := "fonts"
+    SOURCE  := "fonts" | "handwriting"
              | "chars74k" [ ":" SUBSETS [ ":" SPLIT ] ]    SUBSETS: font,hand,img_good,img_bad
              | PATH                                         SPLIT: random | writer
 
@@ -12,6 +12,7 @@ The `--data` value, part by part (`charjax.data.sources` turns each SOURCE into 
     fonts:0.7+chars74k:hand:0.3           train images drawn 70% from fonts, 30% from hand
     chars74k:hand:writer                  one source: hand, split by writer
     data/mine:1+fonts:3                   a prepared cache directory and the fonts, 1 : 3
+    fonts:3+handwriting:1                 the fonts and synthetic handwriting, 3 : 1
 
 A trailing ":NUMBER" is always a weight. Weights are given for every part or for none. With
 weights, the mixture's train split keeps its natural total size (the sum of the parts' train
@@ -34,7 +35,7 @@ import numpy as np
 from charjax.data.cache import SPLITS, Cache, is_cache, load_cache, write_cache
 from charjax.errors import CharjaxError
 
-KEYWORDS = ("fonts", "chars74k")
+KEYWORDS = ("fonts", "chars74k", "handwriting")
 _MIX_VERSION = 1
 
 
@@ -43,8 +44,8 @@ class DataPart:
     """One `+`-separated part of a `--data` value.
 
     Attributes:
-      kind: "fonts", "chars74k" or "path".
-      args: chars74k: (SUBSETS,) or (SUBSETS, SPLIT); path: (PATH,); fonts: ().
+      kind: "fonts", "chars74k", "handwriting" or "path".
+      args: chars74k: (SUBSETS,) or (SUBSETS, SPLIT); path: (PATH,); fonts, handwriting: ().
       weight: the part's share of the train split, or None.
       text: the part as written, without its weight.
     """
@@ -79,8 +80,8 @@ def parse_data(spec: str) -> list[DataPart]:
         head, rest = fields[0], fields[1:]
         if not head:
             raise CharjaxError(f"--data {spec!r} has an empty part (two '+' in a row?)")
-        if head == "fonts" and rest:
-            raise CharjaxError(f"--data part {text!r}: 'fonts' takes no options, only a weight")
+        if head in ("fonts", "handwriting") and rest:
+            raise CharjaxError(f"--data part {text!r}: {head!r} takes no options, only a weight")
         if head == "chars74k" and len(rest) > 2:
             raise CharjaxError(
                 f"--data part {text!r}: expected chars74k[:SUBSETS[:SPLIT]][:WEIGHT]"

@@ -1,6 +1,8 @@
 """Turns a `--data` value into a prepared cache, building what is missing.
 
 fonts                   the font dataset, built on first use under the user's cache folder
+handwriting             synthetic handwriting (`charjax.data.handwriting`, default options),
+                        built on first use under the same folder
 chars74k[:SUBSETS[:SPLIT]]
                         Chars74K (default subsets font,hand,img_good; split random),
                         downloaded and prepared on first use under the same folder
@@ -15,6 +17,7 @@ from pathlib import Path
 from charjax.data.cache import Cache, is_cache, load_cache
 from charjax.data.chars74k import Chars74kOptions, prepare_chars74k
 from charjax.data.fonts import build_font_dataset
+from charjax.data.handwriting import build_handwriting_dataset
 from charjax.data.mixture import KEYWORDS, DataPart, build_mixture, mixture_path, parse_data
 from charjax.errors import CharjaxError
 
@@ -30,6 +33,12 @@ def cache_root() -> Path:
 def default_font_cache(image_size: int, data_dir: str | None = None) -> Path:
     root = Path(data_dir) if data_dir else cache_root()
     return root / f"fonts-{image_size}"
+
+
+def default_handwriting_cache(image_size: int, data_dir: str | None = None) -> Path:
+    """The cache `--data handwriting` uses (built with the default HandwritingOptions)."""
+    root = Path(data_dir) if data_dir else cache_root()
+    return root / f"handwriting-{image_size}"
 
 
 def download_dir(data_dir: str | None = None) -> Path:
@@ -59,6 +68,11 @@ def _resolve_part(part: DataPart, image_size: int, data_dir: str | None, progres
         if not is_cache(path):
             build_font_dataset(path, size=image_size, progress=progress)
         return load_cache(path)
+    if part.kind == "handwriting":
+        path = default_handwriting_cache(image_size, data_dir)
+        if not is_cache(path):
+            build_handwriting_dataset(path, size=image_size)
+        return load_cache(path)
     if part.kind == "chars74k":
         options = chars74k_options(part, image_size)
         path = default_chars74k_cache(options, data_dir)
@@ -85,7 +99,7 @@ def resolve_data(spec: str, image_size: int, data_dir: str | None = None, progre
     """Returns the cache named by `spec`, building (or downloading) what is missing.
 
     Args:
-      spec: "fonts", "chars74k[:SUBSETS[:SPLIT]]", a path to a prepared cache, or several of
+      spec: "fonts", "handwriting", "chars74k[:SUBSETS[:SPLIT]]", a prepared cache, or several of
         these joined with "+", each optionally weighted with ":WEIGHT".
       image_size: the model input size; a cache of another size is refused.
       data_dir: where built datasets, downloads and mixtures go (default: `cache_root()`).
