@@ -18,8 +18,6 @@ from charjax.apps.canvas import Canvas, qimage_to_array
 from charjax.apps.gui import MainWindow, newest_run, save_sample
 from charjax.apps.panels import lookalike_note, lookalike_rows
 from charjax.cli.main import main as charjax_cli
-from charjax.config import TrainConfig
-from charjax.fit import fit
 from charjax.generate import Generator
 from charjax.labels import char_to_index
 from charjax.predict import Prediction
@@ -35,25 +33,6 @@ def app():
     # Read when the QApplication is created: no display needed, same pixels everywhere.
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
     return QApplication.instance() or QApplication([])
-
-
-@pytest.fixture(scope="module")
-def tiny_run(glyph_cache, tmp_path_factory):
-    """A tiny 16 px model; the tests compare the GUI with the CLI, not its accuracy."""
-    workdir = tmp_path_factory.mktemp("runs") / "tiny"
-    config = TrainConfig(
-        arch="tiny",
-        data=str(glyph_cache),
-        image_size=16,
-        batch_size=62,
-        steps=60,
-        lr=1e-2,
-        augment=0.0,
-        eval_every=0,
-        label_smoothing=0.0,
-    )
-    fit(config, workdir, progress=False, echo=lambda s: None)
-    return workdir
 
 
 def wait_until(app, condition, timeout=20.0):
