@@ -7,6 +7,7 @@ import click
 from charjax.cli.data import data
 from charjax.cli.demo import demo
 from charjax.cli.evaluate import evaluate
+from charjax.cli.export import export
 from charjax.cli.generate import reconstruct, sample, walk
 from charjax.cli.inspect import filters, plot, show
 from charjax.cli.models import models
@@ -32,6 +33,7 @@ cli.add_command(data)
 cli.add_command(train)
 cli.add_command(evaluate)
 cli.add_command(predict)
+cli.add_command(export)
 cli.add_command(show)
 cli.add_command(filters)
 cli.add_command(plot)
