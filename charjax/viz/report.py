@@ -25,16 +25,8 @@ from PIL import Image, ImageDraw
 
 from charjax.atomic import write_text_atomic
 from charjax.labels import CLASSES, FOLD_TABLE, NUM_CLASSES
-from charjax.viz.grid import (
-    BACKGROUND,
-    MUTED,
-    TEXT,
-    enlarge,
-    label_font,
-    save_png,
-    stack_sections,
-    tile_grid,
-)
+from charjax.viz import grid
+from charjax.viz.grid import BACKGROUND, MUTED, TEXT
 
 CELL = 13  # pixels per confusion-matrix cell, 1 of them the grid line
 CONFUSION_SIZE = (62 * CELL + 2 * 28, 62 * CELL + 28 + 34)  # matrix + label margins + legend
@@ -77,7 +69,7 @@ def confusion_image(confusion: np.ndarray) -> Image.Image:
     share = np.sqrt(confusion / np.maximum(rows, 1))
     image = Image.new("RGB", CONFUSION_SIZE, BACKGROUND)
     draw = ImageDraw.Draw(image)
-    font = label_font(10)
+    font = grid.label_font(10)
     x0, y0 = 28, 28
     for i in range(NUM_CLASSES):
         c = (x0 + i * CELL + CELL // 2, y0 + i * CELL + CELL // 2)
@@ -133,7 +125,7 @@ def per_class_image(confusion: np.ndarray) -> Image.Image:
     width, top = _bar_x(NUM_CLASSES) + 12, 30
     image = Image.new("RGB", (width, top + CHART_H + 26), BACKGROUND)
     draw = ImageDraw.Draw(image)
-    font = label_font(10)
+    font = grid.label_font(10)
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         y = top + round((1 - tick) * CHART_H)
         draw.line((36, y, width - 8, y), fill=(70, 70, 78))
@@ -167,9 +159,9 @@ def mistakes_image(images: np.ndarray, labels: np.ndarray, probs: np.ndarray) ->
     guess = probs.argmax(1)
     wrong = np.flatnonzero(guess != labels)
     wrong = wrong[np.argsort(-probs[wrong, guess[wrong]], kind="stable")][:MISTAKES]
-    font = label_font(11)
+    font = grid.label_font(11)
     if not len(wrong):
-        return stack_sections(
+        return grid.stack_sections(
             [(f"no mistakes on {len(labels)} images", Image.new("RGB", (1, 1), BACKGROUND))]
         )
     s = images.shape[-1]
@@ -177,7 +169,7 @@ def mistakes_image(images: np.ndarray, labels: np.ndarray, probs: np.ndarray) ->
     tiles = []
     for k in wrong:
         tile = Image.new("RGB", (max(s * zoom, 84), s * zoom + 18), BACKGROUND)
-        glyph = enlarge(images[k], s * zoom)
+        glyph = grid.enlarge(images[k], s * zoom)
         tile.paste(glyph, ((tile.width - glyph.width) // 2, 0))
         t, g = int(labels[k]), int(guess[k])
         text = f"{CLASSES[t]} \u2192 {CLASSES[g]}  {probs[k, g]:.2f}"
@@ -192,7 +184,7 @@ def mistakes_image(images: np.ndarray, labels: np.ndarray, probs: np.ndarray) ->
         f"{which} mistakes on {len(labels)} images, most confident first "
         "(true \u2192 predicted, probability; orange: only the case is wrong)"
     )
-    return stack_sections([(header, tile_grid(tiles, cols=8, gap=6))])
+    return grid.stack_sections([(header, grid.tile_grid(tiles, cols=8, gap=6))])
 
 
 def confused_pairs(confusion: np.ndarray, k: int = 10) -> list[tuple[str, str, int, float]]:
@@ -269,9 +261,9 @@ def write_report(directory, images, labels, probs, summary: dict) -> Path:
     """
     directory = Path(directory)
     confusion = np.asarray(summary["confusion"])
-    save_png(confusion_image(confusion), directory / "confusion.png")
-    save_png(per_class_image(confusion), directory / "per_class.png")
-    save_png(
+    grid.save_png(confusion_image(confusion), directory / "confusion.png")
+    grid.save_png(per_class_image(confusion), directory / "per_class.png")
+    grid.save_png(
         mistakes_image(np.asarray(images), labels, np.asarray(probs)), directory / "mistakes.png"
     )
     path = directory / "report.md"
