@@ -1,0 +1,65 @@
+"""`charjax read`: the text of words and lines in image files."""
+
+import json
+
+import click
+
+from charjax.errors import CharjaxError
+from charjax.labels import CLASSES
+from charjax.predict import load
+from charjax.read import Reader
+from charjax.viz.reading import save_reading_picture
+
+
+def _charset(value: str | None) -> str | None:
+    if value is None:
+        return None
+    unknown = sorted(set(value) - set(CLASSES))
+    if unknown or not value:
+        raise CharjaxError(
+            f"--charset takes characters from 0-9, A-Z, a-z; got {''.join(unknown)!r}"
+        )
+    return value
+
+
+@click.command()
+@click.option(
+    "--checkpoint",
+    default=None,
+    help="A run directory or checkpoint directory [default: the bundled model].",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line per image.")
+@click.option(
+    "--show",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a picture of the boxes and the reading over the image (one IMAGE only).",
+)
+@click.option("--charset", default=None, help="Read only these characters, e.g. 0123456789.")
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+def read(checkpoint, as_json, show, charset, images):
+    """Read the words and lines of text in each IMAGE.
+
+    Spaces come from the gaps between glyphs; lines are joined by newlines. An image with no
+    text reads as empty text, with a note on stderr.
+
+    \b
+    Example:
+      charjax read note.png
+      charjax read --json --show boxes.png label.jpg
+    """
+    if show and len(images) != 1:
+        raise CharjaxError("--show draws one reading; give one IMAGE with it")
+    reader = Reader(load(checkpoint), charset=_charset(charset))
+    for path in images:
+        reading = reader.read(path)
+        if as_json:
+            click.echo(json.dumps({"file": path, **reading.as_dict()}))
+        elif len(images) > 1:
+            click.echo(f"{path}: {reading.text}".replace("\n", "\n  "))
+        else:
+            click.echo(reading.text)
+        if reading.note:
+            click.echo(f"charjax: {path}: {reading.note}", err=True)
+        if show:
+            save_reading_picture(path, reading, show)
