@@ -12,6 +12,7 @@ from charjax.cli.generate import reconstruct, sample, walk
 from charjax.cli.inspect import filters, plot, show
 from charjax.cli.models import models
 from charjax.cli.predict import predict
+from charjax.cli.read import read
 from charjax.cli.train import train
 from charjax.errors import CharjaxError
 
@@ -34,6 +35,7 @@ cli.add_command(train)
 cli.add_command(evaluate)
 cli.add_command(predict)
 cli.add_command(export)
+cli.add_command(read)
 cli.add_command(show)
 cli.add_command(filters)
 cli.add_command(plot)
