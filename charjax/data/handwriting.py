@@ -87,7 +87,7 @@ def sample_writer(rng: np.random.Generator) -> Writer:
         ascender=float(rng.uniform(0.75, 1.3)),
         descender=float(rng.uniform(0.7, 1.3)),
         balance=float(rng.uniform(-0.25, 0.25)),
-        pen=float(np.exp(rng.uniform(np.log(0.035), np.log(0.16)))),
+        pen=float(np.exp(rng.uniform(np.log(0.045), np.log(0.16)))),
         pressure=float(rng.uniform(0.0, 1.0)),
         wobble=float(rng.uniform(0.0, 0.02)),
         sloppiness=float(rng.uniform(0.2, 1.0)),
