@@ -18,7 +18,7 @@ from charjax.generate import Generator
 from charjax.labels import CLASSES, FOLD_TABLE
 from charjax.loaded import LoadedRun, run_kind
 from charjax.models.autoencoder import GENERATIVE_KINDS
-from charjax.predict import Predictor
+from charjax.predict import Predictor, default_checkpoint
 from charjax.viz.report import write_report
 
 
@@ -68,9 +68,12 @@ def accuracy_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
 
 
 def evaluate_checkpoint(
-    checkpoint, data: str | None = None, split: str = "test", report_dir=None
+    checkpoint=None, data: str | None = None, split: str = "test", report_dir=None
 ) -> dict:
     """Evaluates a checkpoint. See `accuracy_report` for the keys; adds `data` and `checkpoint`.
+
+    `checkpoint` None means the bundled model (whose training data is not on this machine:
+    give it `data`).
 
     With `report_dir`, also writes the pictures and report.md of `charjax.viz.report` there and
     adds `report` (the path of report.md).
@@ -78,6 +81,7 @@ def evaluate_checkpoint(
     An autoencoder, VAE or CVAE gets `Generator.evaluate`'s keys instead (n, loss, recon, mse
     and, for the VAEs, kl), with `kind`, `data` and `checkpoint`.
     """
+    checkpoint = default_checkpoint() if checkpoint is None else checkpoint
     variables, meta = load_for_inference(checkpoint)  # once: the meta says which kind to build
     if run_kind(meta) in GENERATIVE_KINDS:
         if report_dir is not None:
@@ -93,3 +97,25 @@ def evaluate_checkpoint(
     if report_dir is not None:
         report["report"] = str(write_report(report_dir, images, labels, probs, report))
     return report
+
+
+def describe(report: dict) -> str:
+    """`evaluate_checkpoint`'s report as the lines `charjax eval` prints."""
+    lines = [f"{report['data']}: {report['n']} images"]
+    if "mse" in report:  # an autoencoder, VAE or CVAE: reconstruction, not accuracy
+        lines.append(f"  loss (recon + beta KL)  {report['loss']:.4f}")
+        lines.append(f"  reconstruction (BCE)    {report['recon']:.4f}  per image")
+        if "kl" in report:
+            lines.append(f"  KL                      {report['kl']:.4f}  per image")
+        lines.append(f"  mean squared error      {report['mse']:.5f}  per pixel, 0..1 scale")
+        return "\n".join(lines)
+    worst = sorted(report["per_class"].items(), key=lambda kv: kv[1])[:8]
+    lines += [
+        f"  top-1                   {report['top1']:.4f}",
+        f"  top-1 case-insensitive  {report['top1_case_insensitive']:.4f}",
+        f"  top-5                   {report['top5']:.4f}",
+        "  hardest classes: " + ", ".join(f"{c} {a:.2f}" for c, a in worst),
+    ]
+    if "report" in report:
+        lines.append(f"  report                  {report['report']}")
+    return "\n".join(lines)

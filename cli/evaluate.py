@@ -4,8 +4,7 @@ import json
 
 import click
 
-from charjax.evaluate import evaluate_checkpoint
-from charjax.predict import default_checkpoint
+from charjax.evaluate import describe, evaluate_checkpoint
 
 
 @click.command(name="eval")
@@ -51,24 +50,6 @@ def evaluate(checkpoint, data, split, as_json, report_dir):
       charjax eval --checkpoint runs/resnet --data folder:my_letters/ --json
       charjax eval --checkpoint runs/resnet --report reports/resnet
     """
-    checkpoint = checkpoint or str(default_checkpoint())
     report = evaluate_checkpoint(checkpoint, data=data, split=split, report_dir=report_dir)
     report.pop("confusion", None)
-    if as_json:
-        click.echo(json.dumps(report))
-        return
-    click.echo(f"{report['data']}: {report['n']} images")
-    if "mse" in report:  # an autoencoder, VAE or CVAE: reconstruction, not accuracy
-        click.echo(f"  loss (recon + beta KL)  {report['loss']:.4f}")
-        click.echo(f"  reconstruction (BCE)    {report['recon']:.4f}  per image")
-        if "kl" in report:
-            click.echo(f"  KL                      {report['kl']:.4f}  per image")
-        click.echo(f"  mean squared error      {report['mse']:.5f}  per pixel, 0..1 scale")
-        return
-    click.echo(f"  top-1                   {report['top1']:.4f}")
-    click.echo(f"  top-1 case-insensitive  {report['top1_case_insensitive']:.4f}")
-    click.echo(f"  top-5                   {report['top5']:.4f}")
-    worst = sorted(report["per_class"].items(), key=lambda kv: kv[1])[:8]
-    click.echo("  hardest classes: " + ", ".join(f"{c} {a:.2f}" for c, a in worst))
-    if report_dir:
-        click.echo(f"  report                  {report['report']}")
+    click.echo(json.dumps(report) if as_json else describe(report))
