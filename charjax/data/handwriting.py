@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from charjax.data.cache import write_cache
-from charjax.data.handwriting_forms import FORMS, Glyph
+from charjax.data.handwriting_forms import FORMS, Glyph, form_weights
 from charjax.data.strokes import draw_pen
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES
@@ -79,7 +79,7 @@ class Writer:
 def sample_writer(rng: np.random.Generator) -> Writer:
     """Draws a writer: style choices and how every character of theirs will look."""
     return Writer(
-        forms=tuple(int(rng.integers(len(FORMS[c]))) for c in CLASSES),
+        forms=tuple(int(rng.choice(len(FORMS[c]), p=form_weights(c))) for c in CLASSES),
         mix=float(rng.uniform(0.0, 0.2)),
         # Most people lean right; some write upright or lean back a little.
         slant=float(np.clip(rng.normal(0.12, 0.15), -0.25, 0.5)),

@@ -348,3 +348,13 @@ _LOWER = {
 # fmt: on
 
 FORMS: dict[str, tuple[Glyph, ...]] = {**_DIGITS, **_UPPER, **_LOWER}
+
+# How often writers choose each form, where not all equally often. A bare stem is the usual
+# handwritten 1, while l is as often looped or tailed; a slashed 0 is rare.
+_WEIGHTS = {"0": (3, 3, 1), "1": (3, 2, 1, 1), "l": (1, 2, 1), "7": (2, 1, 1)}
+
+
+def form_weights(char: str) -> np.ndarray:
+    """Probabilities [len(FORMS[char])] that a writer adopts each form of `char`."""
+    weights = np.asarray(_WEIGHTS.get(char, (1,) * len(FORMS[char])), np.float64)
+    return weights / weights.sum()
