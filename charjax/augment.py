@@ -45,7 +45,8 @@ class AugmentConfig:
       shear: maximum absolute horizontal shear (x shift per unit of y).
       translate: maximum shift along each axis, as a fraction of the image side.
       elastic: standard deviation of the elastic displacement of each pixel, as a fraction of
-        the image side (0.03 is about 1 px at 32 px; Simard et al. used about 0.05).
+        the image side (0.025 is 0.8 px at 32 px; Simard et al. used about 0.05, which bends
+        thin strokes of some letters into other letters).
       elastic_sigma: smoothness of the elastic field: the gaussian's sigma as a fraction of
         the side. Large values bend whole strokes, small ones make local wiggles.
       stroke: probability of thickening (grey dilation) or thinning (grey erosion) the strokes,
@@ -61,7 +62,7 @@ class AugmentConfig:
     scale: float = 0.08
     shear: float = 0.15
     translate: float = 0.04
-    elastic: float = 0.03
+    elastic: float = 0.025
     elastic_sigma: float = 0.12
     stroke: float = 0.5
     blur: float = 0.3
