@@ -63,6 +63,8 @@ class ReadConfig:
         gaps show where its words part (`read_context.word_breaks`).
       prior: weight of the character-class prior against the classifier's log-probabilities.
       max_ink: above this share of ink pixels an image is a photo or a drawing, not text.
+      max_soft: above this share of soft (mid-tone) ink it is a photo: ink strokes go from
+        paper to full ink within a pixel or two, a photo's shapes fade in and out.
       min_confidence: below this mean confidence over the glyphs it is not text either.
     """
 
@@ -72,8 +74,9 @@ class ReadConfig:
     max_aspect: float = 1.5
     glyph_bonus: float = 0.0
     space: float = 0.36
-    prior: float = 0.6
+    prior: float = 1.0
     max_ink: float = 0.4
+    max_soft: float = 0.72
     min_confidence: float = 0.35
 
 
@@ -168,6 +171,10 @@ class Reader:
         if mask.mean() > cfg.max_ink:
             return Reading("", note=f"no text found: {mask.mean():.0%} of the image is ink, "
                                     "so it looks like a picture or a photo, not text")  # fmt: skip
+        soft = np.count_nonzero((ink > 0.1) & (ink < 0.6)) / np.count_nonzero(ink > 0.1)
+        if soft > cfg.max_soft:
+            return Reading("", note="no text found: the image has the soft tones of a photo, "
+                                    "not the sharp edges of ink")  # fmt: skip
         bands = find_lines(mask)
         groups = [find_groups(mask, top, bottom, cfg.segment) for top, bottom in bands]
         hyps = self._hypotheses(groups, ink)

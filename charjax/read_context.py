@@ -82,6 +82,10 @@ def line_geometry(boxes, probs: np.ndarray) -> LineGeometry:
     heights = baseline - tops
     xs = [h for h, c, s in zip(heights, best, sure, strict=True) if s and c in _X_TOPS]
     caps = [h for h, c, s in zip(heights, best, sure, strict=True) if s and c in _CAP_TOPS]
+    digits = [h for h, c, s in zip(heights, best, sure, strict=True) if s and c.isdigit()]
+    if not caps and len(digits) >= 2 and np.std(digits) < 0.06 * np.mean(digits):
+        # Lining figures stand at cap height; old-style ones (of varied heights) say nothing.
+        caps = digits
     x_height = float(np.median(xs)) if xs else None
     cap_height = float(np.median(caps)) if caps else None
     if x_height and cap_height and x_height > 0.88 * cap_height:
@@ -127,15 +131,30 @@ def _is_upper(height: float, geometry: LineGeometry) -> bool | None:
     return None
 
 
+def _split_heights(heights) -> float | None:
+    """For a line with no witnesses of its x-height or cap height (`swiss COWS`): the height
+    between the short and the tall same-shape glyphs, if they differ clearly."""
+    order = np.sort(np.asarray(heights, np.float32))
+    if len(order) < 2 or order[0] <= 0:
+        return None
+    ratios = order[1:] / order[:-1]
+    k = int(ratios.argmax())
+    return float(np.sqrt(order[k] * order[k + 1])) if ratios[k] >= 1.2 else None
+
+
 def apply_case(probs: np.ndarray, boxes, geometry: LineGeometry) -> np.ndarray:
     """Moves each same-shape glyph's pair probability to the case its height says."""
     out = probs.copy()
     folded = fold_probs(probs).argmax(axis=1)
-    for i, f in enumerate(folded):
-        letter = CLASSES[36 + f - 10] if f >= 10 else None
-        if letter is None or letter not in CASE_PAIRS:
-            continue
-        upper = _is_upper(geometry.baseline - boxes[i][1], geometry)
+    letters = [CLASSES[36 + f - 10] if f >= 10 else "" for f in folded]
+    paired = [i for i, c in enumerate(letters) if c and c in CASE_PAIRS]
+    heights = {i: geometry.baseline - boxes[i][1] for i in paired}
+    split = None
+    if geometry.x_height is None and geometry.cap_height is None:
+        split = _split_heights(list(heights.values()))
+    for i in paired:
+        letter = letters[i]
+        upper = heights[i] > split if split is not None else _is_upper(heights[i], geometry)
         if upper is None:
             continue
         lo, up = CLASSES.index(letter), CLASSES.index(letter.upper())

@@ -1,0 +1,189 @@
+"""Reading words and lines with the bundled model: real generated lines, context, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import DEJAVU, run_cli
+from PIL import Image, ImageDraw, ImageFont
+
+from charjax.data.lines import Face, make_line_set, render_print
+from charjax.labels import CLASSES
+from charjax.predict import load
+from charjax.read import Reader
+from charjax.read_context import LineGeometry, apply_case, best_sequence, word_breaks
+from charjax.segment import find_groups, find_lines, text_ink
+
+SANS = Face(str(DEJAVU / "DejaVuSans.ttf"), 0, "DejaVu Sans", "DejaVu Sans Book")
+SERIF = Face(str(DEJAVU / "DejaVuSerif.ttf"), 0, "DejaVu Serif", "DejaVu Serif Book")
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return Reader(load())
+
+
+def _cer(got: str, want: str) -> float:
+    d = list(range(len(want) + 1))
+    for i, a in enumerate(got, 1):
+        prev, d[0] = d[0], i
+        for j, b in enumerate(want, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (a != b))
+    return d[-1] / len(want)
+
+
+def _save(tmp_path, array, name="line.png"):
+    path = tmp_path / name
+    Image.fromarray(array).save(path)
+    return path
+
+
+@pytest.mark.parametrize("face", [SANS, SERIF], ids=["sans", "serif"])
+def test_reads_a_printed_line_with_words_numbers_and_mixed_case(reader, face):
+    text = "Oxygen 2024 valve KX42B"
+    assert reader.read(render_print(text, face, 40)).text == text
+
+
+def test_case_of_same_shape_letters_comes_from_the_line(reader):
+    # c, o, s, w, x, z alone are the same picture in both cases; the line's x-height and cap
+    # height tell them apart.
+    for text in ("Swiss cows ZOO", "WAX box Cozy"):
+        assert reader.read(render_print(text, SANS, 40)).text == text
+
+
+def test_several_lines_are_read_top_to_bottom(reader):
+    top, bottom = render_print("Monday 17", SANS, 36), render_print("paper OSLO", SANS, 36)
+    page = np.full((top.shape[0] + bottom.shape[0], max(top.shape[1], bottom.shape[1])), 255)
+    page[: top.shape[0], : top.shape[1]] = top
+    page[top.shape[0] :, : bottom.shape[1]] = bottom
+    reading = reader.read(page.astype(np.uint8))
+    assert reading.text == "Monday 17\npaper OSLO"
+    assert len(reading.lines) == 2
+
+
+def test_light_text_on_dark_reads_like_dark_on_light(reader):
+    line = render_print("River 42", SANS, 40)
+    assert reader.read(255 - line).text == reader.read(line).text == "River 42"
+
+
+def test_generated_hand_print_and_script_lines_are_mostly_read(reader):
+    for kind, bound in (("hand", 0.25), ("print", 0.15)):
+        lines = make_line_set(kind, 3, seed=11, faces=[SANS])
+        cer = np.mean([_cer(reader.read(s.image).text, s.text) for s in lines])
+        assert cer <= bound, kind
+
+
+def test_dots_of_i_and_j_join_their_stems():
+    ink, _ = text_ink(render_print("iji", SANS, 48))
+    mask = ink > 0.35
+    (top, bottom), = find_lines(mask)  # fmt: skip
+    assert len(find_groups(mask, top, bottom)) == 3
+
+
+def test_touching_glyphs_are_split_by_the_cut_search(reader):
+    # Letters drawn with overlapping advance widths form one connected group.
+    font = ImageFont.truetype(SANS.path, 48)
+    image = Image.new("L", (260, 90), 255)
+    x = 20
+    for char in "mon":
+        ImageDraw.Draw(image).text((x, 20), char, font=font, fill=0)
+        x += font.getlength(char) - 6  # 6 px of each advance overlap
+    line = np.asarray(image)
+    ink, _ = text_ink(line)
+    mask = ink > 0.35
+    (top, bottom), = find_lines(mask)  # fmt: skip
+    assert len(find_groups(mask, top, bottom)) < 3  # some letters touch
+    assert reader.read(line).text == "mon"
+
+
+def test_height_on_the_line_decides_the_case_of_a_same_shape_glyph():
+    probs = np.zeros((2, len(CLASSES)), np.float32)
+    for row in probs:
+        row[CLASSES.index("o")], row[CLASSES.index("O")] = 0.55, 0.45
+    geometry = LineGeometry(baseline=100.0, x_height=20.0, cap_height=30.0, word_unit=20.0)
+    boxes = [(0, 80, 10, 100), (20, 70, 35, 100)]  # x-height tall, cap-height tall
+    cased = apply_case(probs, boxes, geometry)
+    assert CLASSES[cased[0].argmax()] == "o"
+    assert CLASSES[cased[1].argmax()] == "O"
+
+
+def test_neighbours_settle_look_alikes_but_not_a_sure_glyph():
+    def probs_of(*rows):
+        out = np.full((len(rows), len(CLASSES)), 1e-4, np.float32)
+        for i, row in enumerate(rows):
+            for char, p in row.items():
+                out[i, CLASSES.index(char)] = p
+        return out
+
+    year = probs_of({"2": 0.9}, {"O": 0.55, "0": 0.4}, {"2": 0.9}, {"4": 0.9})
+    assert "".join(best_sequence(year, [False] * 3, weight=1.0)) == "2024"
+    word = probs_of({"O": 0.9}, {"X": 0.9}, {"0": 0.5, "O": 0.45}, {"N": 0.9})
+    assert "".join(best_sequence(word, [False] * 3, weight=1.0)) == "OXON"
+    code = probs_of({"B": 0.95}, {"8": 0.97}, {"M": 0.95})
+    assert "".join(best_sequence(code, [False] * 2, weight=1.0)) == "B8M"
+
+
+def test_word_gaps_come_from_the_lines_own_spacing():
+    # Wide letter spacing (hand-print) and a clearly wider word gap.
+    assert word_breaks([8, 9, 25, 7, 8], unit=20.0, space=0.36) == [0, 0, 1, 0, 0]
+    # One word: no break even though the gaps vary.
+    assert word_breaks([2, 3, 4, 2], unit=20.0, space=0.36) == [0, 0, 0, 0]
+
+
+def test_cli_prints_the_text_and_json_has_boxes_topk_and_lines(tmp_path, capsys):
+    path = _save(tmp_path, render_print("Zoo 42", SANS, 40))
+    code, out, _ = run_cli(capsys, "read", path)
+    assert (code, out) == (0, "Zoo 42\n")
+    code, out, _ = run_cli(capsys, "read", "--json", path)
+    data = json.loads(out)
+    assert code == 0 and data["text"] == "Zoo 42"
+    (line,) = data["lines"]
+    assert [g["char"] for g in line["glyphs"]] == list("Zoo42")
+    glyph = line["glyphs"][0]
+    assert len(glyph["box"]) == 4 and len(glyph["top"]) == 5 and 0 < glyph["confidence"] <= 1
+
+
+def test_cli_show_draws_the_reading_and_charset_restricts_it(tmp_path, capsys):
+    path = _save(tmp_path, render_print("2O24", SANS, 40))
+    out_png = tmp_path / "shown.png"
+    code, out, _ = run_cli(capsys, "read", "--show", out_png, "--charset", "0123456789", path)
+    assert (code, out) == (0, "2024\n")
+    with Image.open(out_png) as shown:
+        assert shown.width >= Image.open(path).width
+
+
+def test_blank_image_reads_as_empty_text_with_a_note(tmp_path, capsys):
+    path = _save(tmp_path, np.full((60, 300), 255, np.uint8))
+    code, out, err = run_cli(capsys, "read", path)
+    assert (code, out) == (0, "\n")
+    assert "no text found" in err and "Traceback" not in err
+
+
+def test_photo_reads_as_empty_text_with_a_note(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    # A photo-like picture: smooth random shapes in colour, ink everywhere.
+    small = rng.uniform(0, 255, (12, 16, 3)).astype(np.uint8)
+    photo = np.asarray(Image.fromarray(small).resize((640, 480), Image.Resampling.BICUBIC))
+    path = _save(tmp_path, photo, "photo.jpg")
+    code, out, err = run_cli(capsys, "read", path)
+    assert (code, out) == (0, "\n")
+    assert "no text found" in err and "Traceback" not in err
+
+
+def test_large_image_is_scaled_down_and_read(reader):
+    line = render_print("Vienna 1998", SANS, 480)  # about 3500 px wide
+    assert max(line.shape) > 3000
+    assert reader.read(line).text == "Vienna 1998"
+
+
+def test_image_too_large_to_open_is_a_clear_error(tmp_path, capsys):
+    path = tmp_path / "huge.png"
+    Image.new("1", (14_000, 14_000), 1).save(path)  # over Pillow's decompression-bomb limit
+    code, _, err = run_cli(capsys, "read", path)
+    assert code == 2 and err.startswith("charjax: error:") and "Traceback" not in err
+
+
+def test_bad_charset_is_a_usage_error(tmp_path, capsys):
+    path = _save(tmp_path, render_print("ab", SANS, 40))
+    code, _, err = run_cli(capsys, "read", "--charset", "ab-", path)
+    assert code == 2 and "--charset" in err
