@@ -149,7 +149,7 @@ def _pen_radius(path: np.ndarray, writer: Writer, rng) -> np.ndarray:
     smooth = np.convolve(np.pad(turn, 7, mode="edge"), window, mode="valid")  # [P]
     curvature = smooth / _STEP_PX  # radians per pixel
     speed = 1.0 / (1.0 + 8.0 * curvature)  # 1 on straight runs, ~0 in a tight corner
-    return base * (1.0 + writer.pressure * (0.6 * (1.0 - speed) - 0.3))
+    return base * (1.0 + writer.pressure * (0.35 * (1.0 - speed) - 0.15))
 
 
 def _shape(points: np.ndarray, char: str, writer: Writer, jitter: dict) -> np.ndarray:
