@@ -14,13 +14,15 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 from test_generative import trained_runs
 
+import charjax.loaded
 from charjax.apps.canvas import Canvas, qimage_to_array
 from charjax.apps.gui import MainWindow, newest_run, save_sample
 from charjax.apps.panels import lookalike_note, lookalike_rows
+from charjax.apps.worker import _Worker, load_reconstructor
 from charjax.cli.main import main as charjax_cli
 from charjax.generate import Generator
 from charjax.labels import char_to_index
-from charjax.predict import Prediction
+from charjax.predict import Prediction, load
 from charjax.preprocess import preprocess
 from charjax.viz.glyphs import to_paper
 
@@ -207,7 +209,8 @@ def test_generator_panel_shows_why_it_is_empty_then_a_reconstruction(app, tiny_r
     win = MainWindow(checkpoint=tiny_run, generator=tmp_path / "ae")
     panel_text = win.reconstruction._image.text
     wait_until(app, lambda: win.service.is_ready and "no checkpoint" in panel_text())
-    # The panel's contract: any callable (canvas uint8 [H, W], top-1 char) -> image uint8.
+    # The panel's contract: any callable (canvas uint8 [H, W], top-1 char, the classifier's
+    # (spec, preprocessed canvas)) -> image uint8.
     win.service._worker.reconstruct = lambda image, char, seen: 255 - image[::4, ::4]
     draw_and_wait(app, win, LETTER_A[:1])
     np.testing.assert_array_equal(win.reconstruction.array, 255 - win.canvas.to_array()[::4, ::4])
@@ -230,6 +233,29 @@ def test_generator_panel_shows_the_runs_reconstruction(
     expected = to_paper(generator.reconstruct(generator.preprocess(canvas), labels))[0]
     np.testing.assert_array_equal(win.reconstruction.array, expected)
     win.close()
+
+
+def test_a_drawing_is_preprocessed_once_for_preview_guesses_and_reconstruction(
+    app, tiny_run, glyph_cache, tmp_path_factory, monkeypatch
+):
+    worker = _Worker()
+    worker.predictor = load(tiny_run)
+    vae = trained_runs(glyph_cache, tmp_path_factory)["vae"]  # trained on the same spec
+    worker.reconstruct = load_reconstructor(str(vae))
+    canvas = np.full((400, 400), 255, np.uint8)
+    canvas[100:300, 190:215] = 0  # an "l" on the GUI's canvas
+    calls = []
+    counted = lambda image, spec: calls.append(spec) or preprocess(image, spec)
+    monkeypatch.setattr(charjax.loaded, "preprocess", counted)
+    result = worker._predict(canvas)
+    assert len(calls) == 1  # preprocessing is most of a drawing's latency
+    monkeypatch.undo()
+    spec = worker.predictor.spec
+    np.testing.assert_array_equal(result.preview, preprocess(canvas, spec))
+    assert result.prediction == worker.predictor.predict(canvas)[0]
+    generator = Generator.load(vae)
+    expected = to_paper(generator.reconstruct(generator.preprocess(canvas)))[0]
+    np.testing.assert_array_equal(result.reconstruction, expected)
 
 
 def test_tablet_pressure_thins_the_stroke(app):
