@@ -57,11 +57,11 @@ def test_one_writer_keeps_one_slant_across_characters():
     for slant in (-0.15, 0.35):
         writer = _writer(forms=forms, mix=0.0, slant=slant, wobble=0.0)
         rng = np.random.default_rng(1)
-        measured[slant] = [_slant(render_char(c, writer, rng)) for c in "Il1Il1"]
+        measured[slant] = [_slant(render_char(c, writer, rng)) for c in "Il1" * 4]
     for slant, values in measured.items():
         # Per-character jitter (slant and rotation) is small next to the writer's own slant.
         assert abs(np.mean(values) - slant) < 0.06, (slant, values)
-        assert np.std(values) < 0.08
+        assert np.std(values) < 0.1
     assert max(measured[-0.15]) < min(measured[0.35])
 
 
