@@ -15,8 +15,9 @@ from charjax.data.folder import load_folder_images
 from charjax.data.sources import resolve_data
 from charjax.errors import CharjaxError
 from charjax.generate import Generator
-from charjax.labels import CLASSES, FOLD_TABLE
+from charjax.labels import CLASSES
 from charjax.loaded import LoadedRun, run_kind
+from charjax.losses import classification_hits
 from charjax.models.autoencoder import GENERATIVE_KINDS
 from charjax.predict import Predictor, default_checkpoint
 from charjax.viz.report import write_report
@@ -48,8 +49,8 @@ def load_eval_data(predictor: LoadedRun, data: str | None, split: str):
 def accuracy_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """n, top1, top5, top1_case_insensitive, per_class and the confusion matrix."""
     labels = np.asarray(labels)
+    hits = {k: np.asarray(v) for k, v in classification_hits(probs, labels).items()}
     top1 = probs.argmax(1)
-    top5 = np.argsort(-probs, axis=1)[:, :5]
     per_class = {}
     for i, c in enumerate(CLASSES):
         sel = labels == i
@@ -59,9 +60,9 @@ def accuracy_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     np.add.at(confusion, (labels, top1), 1)
     return {
         "n": int(len(labels)),
-        "top1": float((top1 == labels).mean()),
-        "top5": float((top5 == labels[:, None]).any(1).mean()),
-        "top1_case_insensitive": float((FOLD_TABLE[top1] == FOLD_TABLE[labels]).mean()),
+        "top1": float(hits["top1"].mean()),
+        "top5": float(hits["top5"].mean()),
+        "top1_case_insensitive": float(hits["top1_case_insensitive"].mean()),
         "per_class": per_class,
         "confusion": confusion.tolist(),
     }

@@ -26,16 +26,35 @@ def _apply(apply_fn, variables, *args, rngs, **kw):
     return out, updates.get("batch_stats", {})
 
 
-def _classification_sums(logits, labels, mask) -> dict[str, jax.Array]:
-    """Per-example correctness, as sums weighted by `mask` (padding in eval batches)."""
-    top1 = jnp.argmax(logits, -1)
-    top5 = jax.lax.top_k(logits, 5)[1]
+def classification_hits(scores, labels) -> dict[str, jax.Array]:
+    """Which predictions are right, per example: the one accuracy function of charjax.
+
+    Args:
+      scores: class scores [N, C] (logits or probabilities; only their order matters).
+      labels: true classes, int [N].
+    Returns:
+      bool [N] each: "top1" (the highest score is the label; ties go to the lower index),
+      "top5" (the label is among the five highest) and "top1_case_insensitive" (the highest
+      is the label up to case, as `charjax.labels.FOLD_TABLE` folds them).
+    """
+    top = jax.lax.top_k(jnp.asarray(scores), 5)[1]  # [N, 5], best first
+    labels = jnp.asarray(labels)
     fold = jnp.asarray(FOLD_TABLE)
+    return {
+        "top1": top[:, 0] == labels,
+        "top5": jnp.any(top == labels[:, None], -1),
+        "top1_case_insensitive": fold[top[:, 0]] == fold[labels],
+    }
+
+
+def _classification_sums(logits, labels, mask) -> dict[str, jax.Array]:
+    """Correct predictions, as sums weighted by `mask` (padding in eval batches)."""
+    hits = classification_hits(logits, labels)
     mask = mask.astype(jnp.float32)
     return {
-        "correct": jnp.sum((top1 == labels) * mask),
-        "correct_ci": jnp.sum((fold[top1] == fold[labels]) * mask),
-        "correct_top5": jnp.sum(jnp.any(top5 == labels[:, None], -1) * mask),
+        "correct": jnp.sum(hits["top1"] * mask),
+        "correct_ci": jnp.sum(hits["top1_case_insensitive"] * mask),
+        "correct_top5": jnp.sum(hits["top5"] * mask),
         "count": jnp.sum(mask),
     }
 
