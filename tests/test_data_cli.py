@@ -5,13 +5,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import DEJAVU, needs_dejavu
 from PIL import Image, ImageDraw
 
 from charjax.cli.main import main
 from charjax.data.cache import load_cache
-
-DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
-needs_dejavu = pytest.mark.skipif(not DEJAVU.is_dir(), reason="DejaVu fonts not installed")
 
 
 def _run(capsys, *args) -> tuple[int, str, str]:
