@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 QUICK = {
     "train_step": ["--quick"],
     "predict_latency": ["--quick"],
+    "export_latency": ["--quick"],
     "input_pipeline": ["--quick", "--sizes", "32"],
     "layers": ["--rounds", "3", "--reps", "3", "--sizes", "32"],
     "time_to_accuracy": ["--max-minutes", "10"],
@@ -50,6 +51,11 @@ def main(argv=None):
             command += QUICK[name]
         if not has_torch and name in ("train_step", "predict_latency"):
             command.append("--no-torch")
+        if name == "export_latency" and importlib.util.find_spec("onnxruntime") is None:
+            print(
+                "\n=== export_latency: skipped, needs the export extra (pip install -e '.[export]')"
+            )
+            continue
         print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
         t = time.perf_counter()
         if subprocess.call(command) != 0:
