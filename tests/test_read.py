@@ -66,8 +66,9 @@ def test_light_text_on_dark_reads_like_dark_on_light(reader):
     assert reader.read(255 - line).text == reader.read(line).text == "River 42"
 
 
-def test_generated_hand_print_and_script_lines_are_mostly_read(reader):
-    for kind, bound in (("hand", 0.25), ("print", 0.15)):
+def test_generated_printed_and_hand_printed_lines_are_mostly_read(reader):
+    # Hand-print comes from the synthetic writers the handwriting set holds out for testing.
+    for kind, bound in (("print", 0.1), ("hand", 0.2)):
         lines = make_line_set(kind, 3, seed=11, faces=[SANS])
         cer = np.mean([_cer(reader.read(s.image).text, s.text) for s in lines])
         assert cer <= bound, kind

@@ -23,9 +23,19 @@ from PIL import Image, ImageDraw, ImageFont
 
 from charjax.data import font_filter, font_render, fonts
 from charjax.data.font_split import split_faces
-from charjax.data.strokes import StrokeStyle, draw_skeleton, thin
+from charjax.data.handwriting import (
+    HandwritingOptions,
+    Writer,
+    draw_strokes,
+    sample_writer,
+    split_writers,
+    writer_rng,
+)
+from charjax.data.handwriting_forms import FORMS
+from charjax.data.strokes import draw_pen
+from charjax.labels import CLASSES
 
-KINDS = ("print", "hand", "script")
+KINDS = ("print", "hand", "joined", "script")
 
 # Words chosen to carry the same-shape letters (c o s v w x z) in both cases, plus common ones.
 WORDS = (
@@ -117,22 +127,17 @@ def _usable(face: Face) -> bool:
 
 @functools.cache
 def faces_for(kind: str) -> tuple[Face, ...]:
-    """Usable faces for `kind`: test-split printed families for print, their upright faces
-    for hand (redrawn by a pen), the cursive families for script."""
+    """Usable faces for `kind`: the test-split printed families for "print", the cursive
+    families for "script"."""
     faces = _installed_faces()
     if kind == "script":
         script = tuple(s.lower() for s in SCRIPT_FAMILIES)
         chosen = [f for f in faces if f.family.lower().startswith(script)]
     else:
-        # The only test-split handwriting families are an outline face and a caps face, so
-        # hand-print is the unseen printed families drawn by a pen along their skeletons.
         hand = tuple(h.lower() for h in fonts.HANDWRITING_FAMILIES)
         plan = split_faces([f.family for f in faces], [f.name for f in faces])
         test = set(plan.families_in("test"))
         chosen = [f for f in faces if f.family in test and not f.family.lower().startswith(hand)]
-        if kind == "hand":
-            slanted = ("italic", "oblique")
-            chosen = [f for f in chosen if not any(s in f.name.lower() for s in slanted)]
     return tuple(f for f in chosen if _usable(f))
 
 
@@ -146,46 +151,68 @@ def render_print(text: str, face: Face, px: int) -> np.ndarray:
     return np.asarray(image)
 
 
-def render_hand(text: str, face: Face, px: int, rng: np.random.Generator) -> np.ndarray:
-    """`text` hand-printed: each glyph redrawn by a pen along its skeleton, set on a wobbly
-    baseline with uneven spacing and size."""
-    font = ImageFont.truetype(face.path, px, index=face.index)
-    pen = rng.uniform(0.05, 0.09)  # one pen per line, as one person writes a line
-    style = StrokeStyle(pen=(pen, pen), pen_wobble=0.15)
-    height, width = 3 * px, int(px * (1.2 * len(text) + 3))
-    line = np.full((height, width), 255, np.uint8)
-    x, drift = float(px), 0.0
-    for char in text:
-        if char == " ":
-            x += font.getlength(" ") * rng.uniform(1.4, 2.2)
-            continue
-        scale = rng.uniform(0.94, 1.06)
-        glyph_font = ImageFont.truetype(face.path, max(8, round(px * scale)), index=face.index)
-        side = 2 * px
-        canvas = Image.new("L", (side, side), 0)
-        ImageDraw.Draw(canvas).text((px // 2, int(1.4 * px)), char, font=glyph_font, fill=255,
-                                    anchor="ls")  # fmt: skip
-        drawn = draw_skeleton(thin(np.asarray(canvas) > 127), px, rng, style)
-        border = (drawn.shape[0] - side) // 2
-        drift = 0.7 * drift + rng.normal(0.0, 0.02 * px)
-        top = int(round(px * 1.5 - 1.4 * px - border + drift)) + px // 2
-        left = int(round(x - px // 2 - border))
-        h, w = drawn.shape
-        if left + w > width:
-            break
-        region = line[max(top, 0) : top + h, left : left + w]
-        np.minimum(region, drawn[max(-top, 0) : max(-top, 0) + region.shape[0]], out=region)
-        x += glyph_font.getlength(char) * rng.uniform(0.95, 1.1) + rng.uniform(0.0, 0.06) * px
-    return _trim(line, margin=px // 2)
+def test_writers(options: HandwritingOptions | None = None) -> list[Writer]:
+    """The writers the handwriting dataset (built with `options`, default the defaults)
+    keeps for its test split: none of them taught a model trained on it."""
+    options = options or HandwritingOptions()
+    split = split_writers(options.writers, options.val_fraction, options.test_fraction,
+                          options.seed)  # fmt: skip
+    return [sample_writer(writer_rng(options.seed, int(w))) for w in np.flatnonzero(split == 2)]
 
 
-def _trim(image: np.ndarray, margin: int) -> np.ndarray:
-    rows = np.flatnonzero((image < 200).any(axis=1))
-    cols = np.flatnonzero((image < 200).any(axis=0))
-    if rows.size == 0:
-        return image
-    crop = image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    return np.pad(crop, margin, constant_values=255)
+def _connector(start: np.ndarray, end: np.ndarray, baseline: float, step: float) -> np.ndarray:
+    """A joining stroke from one letter's last point to the next one's first, dipping toward
+    the baseline as a cursive join does (a quadratic Bezier curve)."""
+    control = np.array([(start[0] + end[0]) / 2, max(start[1], end[1], baseline - 2.0)])
+    n = max(2, int(np.linalg.norm(end - start) / step) + 1)
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    return (1 - t) ** 2 * start + 2 * (1 - t) * t * control + t**2 * end
+
+
+def render_written(
+    text: str, writer: Writer, rng: np.random.Generator, joined: bool = False
+) -> np.ndarray:
+    """`text` in the hand of a synthetic `writer` (`charjax.data.handwriting`), on a wobbly
+    baseline; `joined` links the lower-case letters of each word with cursive joins.
+
+    Returns:
+      uint8 [H, W], dark ink on paper, like a scan.
+    """
+    probe = np.concatenate([p for p, _ in draw_strokes(FORMS["H"][0], "H", writer, rng)])
+    baseline, cap = float(probe[:, 1].max()), float(np.ptp(probe[:, 1]))
+    points, radii = [], []
+    cursor, drift, prev = 0.0, 0.0, None
+    for word in text.split(" "):
+        for char in word:
+            forms = FORMS[char]
+            form = writer.forms[CLASSES.index(char)]
+            if rng.random() < writer.mix:
+                form = int(rng.integers(len(forms)))
+            strokes = draw_strokes(forms[form], char, writer, rng)
+            xs = np.concatenate([p[:, 0] for p, _ in strokes])
+            drift = 0.8 * drift + rng.normal(0.0, 0.015 * cap)
+            shift = np.array([cursor - xs.min(), drift])
+            strokes = [(p + shift, r) for p, r in strokes]
+            if joined and prev is not None and prev[0].islower() and char.islower():
+                join = _connector(prev[1], strokes[0][0][0], baseline + drift, 0.4)
+                points.append(join)
+                radii.append(np.full(len(join), float(np.median(strokes[0][1]))))
+            points.extend(p for p, _ in strokes)
+            radii.extend(r for _, r in strokes)
+            gap = rng.uniform(0.04, 0.1) if joined else rng.uniform(0.08, 0.22)
+            cursor += float(np.ptp(xs)) + gap * cap
+            prev = (char, strokes[-1][0][-1])
+        cursor += rng.uniform(0.45, 0.75) * cap
+        prev = None
+    points, radius = np.concatenate(points), np.concatenate(radii)
+    border = float(radius.max()) + cap / 4
+    low = points.min(axis=0) - border
+    shape = tuple(int(v) for v in np.ceil(points.max(axis=0) - low + border)[::-1])  # (H, W)
+    ink = draw_pen((points - low)[:, ::-1], shape, radius)
+    if writer.grain:  # pencil grain, as in the handwriting dataset
+        ink = ink * (1.0 - writer.grain * rng.uniform(0.0, 0.7, ink.shape))
+    paper = 1.0 - writer.ink * ink + rng.normal(0.0, 0.015, ink.shape)
+    return np.clip(np.rint(paper * 255.0), 0, 255).astype(np.uint8)
 
 
 def make_line_set(
@@ -194,32 +221,48 @@ def make_line_set(
     seed: int = 0,
     *,
     faces: Sequence[Face] | None = None,
+    writers: Sequence[Writer] | None = None,
     px: tuple[int, int] = (28, 44),
     tokens: tuple[int, int] = (3, 6),
 ) -> list[LineSample]:
-    """`n` lines of `kind` ("print", "hand" or "script"), seeded.
+    """`n` lines of `kind` ("print", "hand", "joined" or "script"), seeded.
 
     Args:
-      faces: fonts to cycle through; default `faces_for(kind)`.
-      px: range of font sizes in pixels (cap height is about 0.7 of it).
+      faces: fonts to draw print and script lines with; default `faces_for(kind)`.
+      writers: synthetic writers of hand and joined lines; default `test_writers()`.
+      px: range of font sizes in pixels (cap height is about 0.7 of it); written lines are
+        scaled to the same range.
       tokens: range of tokens per line.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown line kind {kind!r}; choose one of {', '.join(KINDS)}")
-    faces = list(faces if faces is not None else faces_for(kind))
+    written = kind in ("hand", "joined")
+    if written:
+        writers = list(writers if writers is not None else test_writers())
+    else:
+        faces = list(faces if faces is not None else faces_for(kind))
+        # A family at random, then a face of it: families with many faces do not dominate.
+        families = sorted({f.family for f in faces})
     rng = np.random.default_rng([seed, KINDS.index(kind)])
-    # A family at random, then a face of it: families with many faces do not dominate.
-    families = sorted({f.family for f in faces})
     samples = []
     for _ in range(n):
+        text = line_text(rng, tokens)
+        size = int(rng.integers(px[0], px[1] + 1))
+        if written:
+            w = int(rng.integers(len(writers)))
+            image = render_written(text, writers[w], rng, joined=kind == "joined")
+            # The synthesis draws capitals 64 px tall; scale to a cap height of 0.7 size.
+            image = _scaled(image, 0.7 * size / 64)
+            samples.append(LineSample(image, text, kind, f"writer {w}"))
+            continue
         family = families[int(rng.integers(len(families)))]
         of_family = [f for f in faces if f.family == family]
         face = of_family[int(rng.integers(len(of_family)))]
-        text = line_text(rng, tokens)
-        size = int(rng.integers(px[0], px[1] + 1))
-        if kind == "hand":
-            image = render_hand(text, face, size, rng)
-        else:
-            image = render_print(text, face, size)
-        samples.append(LineSample(image, text, kind, face.name))
+        samples.append(LineSample(render_print(text, face, size), text, kind, face.name))
     return samples
+
+
+def _scaled(image: np.ndarray, factor: float) -> np.ndarray:
+    h, w = image.shape
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
