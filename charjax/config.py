@@ -13,6 +13,7 @@ from typing import Any
 
 from charjax.backend import DTYPES
 from charjax.errors import CharjaxError
+from charjax.preprocess import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 SCHEDULES = ("cosine", "constant")
 
@@ -38,9 +39,14 @@ class TrainConfig:
 
     Attributes:
       arch: model name from the registry (`charjax models` lists them).
-      data: "fonts" (the offline font dataset, built on first use) or a prepared cache path.
-      data_dir: where "fonts" is built/cached; None means the user's cache folder.
-      image_size: side of the square model input, in pixels.
+      data: what to train on (see `charjax.data.sources`): "fonts" (the offline font
+        dataset, built on first use), "chars74k[:SUBSETS[:SPLIT]]" (downloaded and prepared on
+        first use), a prepared dataset directory, or a mixture of these, "A+B" or weighted
+        "A:0.7+B:0.3".
+      data_dir: where built datasets, downloaded archives and mixtures are kept; None means
+        the user's cache folder ($CHARJAX_CACHE, else ~/.cache/charjax).
+      image_size: side of the square model input, in pixels
+        (`charjax.preprocess.MIN_IMAGE_SIZE`..`MAX_IMAGE_SIZE`).
       batch_size: global batch size (split over all devices).
       epochs: training length in passes over the train split (ignored when `steps` is set).
       steps: training length in optimizer steps; overrides `epochs`.
@@ -104,7 +110,11 @@ class TrainConfig:
                 "eval/checkpoint/log intervals must be >= 0",
             ),
             (self.histogram_every > 0, f"histogram interval must be > 0: {self.histogram_every}"),
-            (8 <= self.image_size <= 256, f"image size must be in [8, 256], got {self.image_size}"),
+            (
+                MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE,
+                f"image size must be in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], "
+                f"got {self.image_size}",
+            ),
             (
                 self.latent_dim is None or 1 <= self.latent_dim <= 1024,
                 f"latent dim must be in [1, 1024], got {self.latent_dim}",
@@ -124,8 +134,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        """The config stored as `d` (by `to_dict`); refuses fields this version does not know,
+        which a newer charjax wrote and whose meaning would be silently lost."""
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise CharjaxError(
+                f"unknown training config fields {sorted(unknown)}; upgrade charjax?"
+            )
+        return cls(**d)
 
     def differences(self, other: "TrainConfig") -> list[str]:
         """Fields that differ and matter for resuming, as 'name: old -> new'."""

@@ -49,11 +49,6 @@ def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 
 
-def replicate(tree, mesh: Mesh):
-    """Puts a host pytree (params, optimizer state) on every device of the mesh."""
-    return jax.device_put(tree, replicated(mesh))
-
-
 def replica_digest(tree) -> str:
     """A short SHA-256 of this process's copy of a replicated pytree (e.g. the params).
 

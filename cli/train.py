@@ -1,6 +1,5 @@
 """`charjax train`: options -> TrainConfig -> charjax.fit.fit."""
 
-import dataclasses
 import json
 
 import click
@@ -21,13 +20,15 @@ D = TrainConfig()  # defaults shown in --help come from the one config
     "--data",
     default=D.data,
     show_default=True,
-    help="'fonts' (built from this machine's fonts on first use) or a dataset "
-    "directory prepared with `charjax data`.",
+    help="'fonts' (built from this machine's fonts on first use), "
+    "'chars74k[:SUBSETS[:SPLIT]]' (downloaded and prepared on first use), a dataset directory "
+    "prepared with `charjax data`, or a mixture: 'A+B', weighted 'A:0.7+B:0.3'.",
 )
 @click.option(
     "--data-dir",
     default=None,
-    help="Where the 'fonts' dataset is cached [default: ~/.cache/charjax].",
+    help="Where built datasets (fonts, chars74k), downloaded archives and mixtures are kept "
+    "[default: $CHARJAX_CACHE, else ~/.cache/charjax].",
 )
 @click.option(
     "--workdir",
@@ -214,8 +215,7 @@ def train(
     --coordinator, --num-processes and --process-id (README: "Training on more than one
     machine").
     """
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in options.items() if k in known})
+    config = TrainConfig(**options)  # every other option is a config field
     spec = distributed.spec_from_options(
         coordinator, num_processes, process_id, distributed_mode, init_timeout, heartbeat_timeout
     )

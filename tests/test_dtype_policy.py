@@ -27,10 +27,11 @@ def test_explicit_dtype_wins_over_the_platform():
     assert compute_dtype("bfloat16", "cpu") == jnp.bfloat16
 
 
-def test_auto_on_this_machine_is_float32():
-    assert jax.default_backend() == "cpu"
-    assert compute_dtype() == jnp.float32
-    assert build_model(TrainConfig(arch="resnet-small")).dtype == jnp.float32
+def test_auto_on_this_machine_follows_its_platform():
+    # Whatever machine runs the tests: float32 on a CPU, bfloat16 on a GPU or TPU.
+    expected = jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
+    assert compute_dtype() == expected
+    assert build_model(TrainConfig(arch="resnet-small")).dtype == expected
 
 
 def test_unknown_dtype_is_a_clear_error():
