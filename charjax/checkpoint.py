@@ -141,7 +141,10 @@ def load_for_inference(path) -> tuple[dict[str, Any], dict[str, Any]]:
                 lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved
             )
             model = checkpointer.restore(step_dir / "model", target)
-    except Exception as e:  # orbax raises many types for damaged files
+    except (OSError, ValueError) as e:
+        # What damaged or missing files raise (orbax-checkpoint 0.12): garbage or truncated
+        # JSON -> JSONDecodeError, damaged array data -> ValueError from tensorstore, a deleted
+        # item -> FileNotFoundError. Anything else is a bug and keeps its traceback.
         raise CharjaxError(f"cannot read the checkpoint at {step_dir}: {e}") from None
     if not isinstance(meta, dict) or "config" not in meta or "preprocess" not in meta:
         raise CharjaxError(f"{step_dir} is not a charjax checkpoint (no run config)")
