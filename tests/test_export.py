@@ -3,6 +3,7 @@
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import render_char, run_cli
 
-from charjax.export import onnx_model
+from charjax.export import ExportConfig, export_onnx, onnx_model
 from charjax.labels import CLASSES
 from charjax.models import get_model, model_names
 from charjax.predict import Predictor, default_checkpoint
@@ -53,12 +54,33 @@ def _assert_same_predictions(onnx_path, predictor, images):
     assert (got.argmax(1) == expected.argmax(1)).all()
 
 
-def test_bundled_model_in_onnxruntime_gives_predictors_probabilities(
-    tmp_path, capsys, glyph_images
-):
-    path = _export(capsys, tmp_path, "pretrained")
+@pytest.fixture(scope="module")
+def bundled_onnx(tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "charjax.onnx"
+    export_onnx(ExportConfig("pretrained", out))
+    return out
+
+
+def test_bundled_model_in_onnxruntime_gives_predictors_probabilities(bundled_onnx, glyph_images):
     predictor = Predictor.load(default_checkpoint())
-    _assert_same_predictions(path, predictor, glyph_images)
+    _assert_same_predictions(bundled_onnx, predictor, glyph_images)
+
+
+def test_the_readme_example_prints_what_charjax_predict_prints(
+    bundled_onnx, tmp_path, monkeypatch, capsys
+):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Use a model outside Python: ONNX")[1].split("\n## ")[0]
+    code = section.split("```python\n")[1].split("```")[0]
+    shutil.copy(bundled_onnx, tmp_path / "charjax.onnx")
+    letters = [render_char(c, face) for c, face in (("R", "DejaVuSerif.ttf"), ("g", FACES[0]))]
+    expected = Predictor.load(default_checkpoint()).predict(letters, top_k=3)
+    monkeypatch.chdir(tmp_path)
+    for letter, prediction in zip(letters, expected, strict=True):
+        letter.save("letter.png")
+        exec(code, {})
+        top3 = zip(prediction.chars, prediction.probs, strict=True)
+        assert capsys.readouterr().out.splitlines() == [f"{c} {p:.1%}" for c, p in top3]
 
 
 def test_freshly_trained_tiny_run_in_onnxruntime_gives_predictors_probabilities(
