@@ -63,6 +63,8 @@ class ExportConfig:
 
 @dataclass(frozen=True)
 class ExportResult:
+    """What was written: the model, its JSON description, and the model's input shape."""
+
     model_path: Path
     description_path: Path
     arch: str
