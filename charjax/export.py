@@ -111,8 +111,9 @@ def _check_out(out: Path) -> None:
     """Refuses an output path that cannot become a model file, before anything is loaded."""
     if out.suffix != ".onnx":
         raise CharjaxError(f"--out must end in .onnx (the description goes beside it), got {out}")
-    if out.is_dir():
-        raise CharjaxError(f"--out {out} is a directory")
+    for path in (out, out.with_suffix(".json")):
+        if path.is_dir():  # atomic_path would replace it
+            raise CharjaxError(f"cannot write {path}: it is a directory")
     parent = next((p for p in out.parents if p.exists()), Path("."))
     if not parent.is_dir():
         raise CharjaxError(f"cannot write {out}: {parent} is not a directory")

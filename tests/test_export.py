@@ -173,7 +173,9 @@ def test_an_unwritable_output_is_refused_before_loading(tmp_path, capsys):
         _assert_refused(capsys, tmp_path, out, says=says)
     (tmp_path / "dir.onnx").mkdir()
     _assert_refused(capsys, tmp_path, tmp_path / "dir.onnx", says="is a directory")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.onnx", "file"]
+    (tmp_path / "m.json").mkdir()  # where the description of m.onnx would go
+    _assert_refused(capsys, tmp_path, tmp_path / "m.onnx", says="m.json: it is a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.onnx", "file", "m.json"]
 
 
 def test_a_generative_run_is_refused(tmp_path, capsys, tiny_run):
