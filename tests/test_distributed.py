@@ -302,6 +302,27 @@ def test_a_single_process_run_never_calls_jax_distributed(monkeypatch):
     assert not distributed.is_lost_peer(RuntimeError("Gloo all-reduce failed"))  # 1 process
 
 
+def test_only_a_collective_that_lost_its_peer_counts_as_a_lost_peer(monkeypatch):
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    # What jaxlib 0.10 raised in the survivor when its peer was killed mid-run.
+    measured = ValueError(
+        "UNKNOWN: Gloo AllGather failed: [external/gloo/gloo/transport/tcp/pair.cc:538] "
+        "Read error [127.0.0.1]:53683: Connection reset by peer"
+    )
+    assert distributed.is_lost_peer(measured)
+    assert distributed.is_lost_peer(
+        jax.errors.JaxRuntimeError("INTERNAL: Gloo all-reduce failed: Connection closed by peer")
+    )
+    for not_lost in (
+        ValueError("barrier timed out"),  # a slow peer, or a bug in barrier naming
+        ValueError("operands could not be broadcast together with shapes (3,) (4,)"),
+        ValueError("Gloo all-reduce failed: invalid buffer size"),  # a bug, the peer is fine
+        TypeError("Gloo AllGather failed: Connection reset by peer"),  # not what XLA raises
+        CharjaxError("barrier"),
+    ):
+        assert not distributed.is_lost_peer(not_lost), not_lost
+
+
 def test_processes_with_different_data_refuse_to_train(monkeypatch, glyph_cache):
     # Two processes simulated in one: the all-gather returns what each would contribute.
     # (The real collective runs in every multi-process test above, where the data agree.)
