@@ -8,11 +8,18 @@ A/a, B/b, ... Z/z), giving 36 folded classes. Digits are never folded with lette
 stay apart) because that is a shape confusion, not a case one. Case-insensitive accuracy is
 the fair measure for letters whose two cases are the same shape at a different size (c, o, s,
 u, v, w, x, z, ...): once an image is cropped to its ink, the size difference is gone.
+
+A character set (`parse_charset`) restricts the answer to classes a user knows are possible (a
+digit field, a licence plate, a code of capitals); `restrict` renormalises probabilities over
+them, so the figure is what the model would say had it been trained on those classes only.
 """
 
+import re
 import string
 
 import numpy as np
+
+from charjax.errors import CharjaxError
 
 CLASSES: str = string.digits + string.ascii_uppercase + string.ascii_lowercase
 NUM_CLASSES: int = len(CLASSES)  # 62
@@ -69,3 +76,74 @@ def lookalike_group(char: str) -> str | None:
         if char in group:
             return group
     return None
+
+
+# The named character sets; anything else is read as an explicit set like "0-9A-F".
+CHARSETS: dict[str, str] = {
+    "digits": string.digits,
+    "upper": string.ascii_uppercase,
+    "lower": string.ascii_lowercase,
+    "letters": string.ascii_uppercase + string.ascii_lowercase,
+    "alnum": CLASSES,
+}
+# Ranges stay inside one of these runs: "A-z" would otherwise sweep in [\]^_` by code point.
+_RUNS = (string.digits, string.ascii_uppercase, string.ascii_lowercase)
+
+
+def parse_charset(spec: str) -> tuple[int, ...]:
+    """The sorted class indices of a character set.
+
+    Args:
+      spec: a name from `CHARSETS` (digits, upper, lower, letters, alnum) or an explicit set of
+        characters and ranges such as "0-9A-F" or "ABC123" (a name wins: "upper" is the 26
+        capitals, not u, p, e and r).
+
+    Raises:
+      CharjaxError: for a character outside the 62 classes, a backwards or mixed range, or an
+        empty set.
+    """
+    spec = spec.strip()
+    if spec in CHARSETS:
+        return tuple(sorted(_INDEX[c] for c in CHARSETS[spec]))
+    names = ", ".join(CHARSETS)
+    if not spec:
+        raise CharjaxError(f"empty character set: give one of {names} or characters like 0-9A-F")
+    chars: set[str] = set()
+    for m in re.finditer(r"(.)-(.)|(.)", spec):
+        first, last, single = m.groups()
+        if single is not None:
+            if single not in _INDEX:
+                raise CharjaxError(
+                    f"character set {spec!r}: {single!r} is not one of the 62 classes "
+                    f"(0-9, A-Z, a-z); named sets are {names}"
+                )
+            chars.add(single)
+            continue
+        run = next((r for r in _RUNS if first in r and last in r), None)
+        if run is None or run.index(first) > run.index(last):
+            raise CharjaxError(
+                f"character set {spec!r}: range {first}-{last} must run forward within 0-9, "
+                "A-Z or a-z"
+            )
+        chars.update(run[run.index(first) : run.index(last) + 1])
+    return tuple(sorted(_INDEX[c] for c in chars))
+
+
+def restrict(probs: np.ndarray, allowed) -> np.ndarray:
+    """Probabilities renormalised over the `allowed` class indices, zero elsewhere.
+
+    Args:
+      probs: float [..., 62], rows summing to 1 (a softmax).
+      allowed: class indices, e.g. from `parse_charset`.
+
+    Returns:
+      float32 [..., 62]. A row that gave the allowed classes no mass at all (float32
+      underflow) becomes uniform over them rather than 0/0.
+    """
+    probs = np.asarray(probs, np.float32)
+    mask = np.zeros(NUM_CLASSES, bool)
+    mask[list(allowed)] = True
+    kept = np.where(mask, probs, 0.0)
+    total = kept.sum(axis=-1, keepdims=True)
+    uniform = np.broadcast_to(mask / mask.sum(), kept.shape)
+    return np.where(total > 0, kept / np.where(total > 0, total, 1.0), uniform).astype(np.float32)

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from charjax.errors import CharjaxError
-from charjax.labels import CLASSES
+from charjax.labels import CLASSES, parse_charset, restrict
 from charjax.loaded import LoadedRun, batched
 from charjax.preprocess import model_input
 
@@ -60,23 +60,33 @@ class Predictor(LoadedRun):
             return np.zeros((0, len(CLASSES)), np.float32)
         return batched(lambda x: self._forward(self.variables, x), preprocessed)
 
-    def predict(self, images, top_k: int = 5) -> list[Prediction]:
+    def predict(self, images, top_k: int = 5, charset: str | None = None) -> list[Prediction]:
         """Top-k characters and probabilities for each image, best first.
 
         Args:
           images: one image or a list; each a PIL image, a numpy array or a file path.
           top_k: how many guesses to return per image (1..62).
+          charset: answer only from this character set (`charjax.labels.parse_charset`:
+            digits, upper, lower, letters, alnum or characters like "0-9A-F"), probabilities
+            renormalised over it; None: all 62 classes.
         """
         _check_top_k(top_k)  # before the (slow) preprocessing
-        return self.rank(self.probabilities(self.preprocess(images)), top_k)
+        allowed = None if charset is None else parse_charset(charset)
+        return self.rank(self.probabilities(self.preprocess(images)), top_k, allowed)
 
-    def rank(self, probs: np.ndarray, top_k: int = 5) -> list[Prediction]:
+    def rank(self, probs: np.ndarray, top_k: int = 5, allowed=None) -> list[Prediction]:
         """The `top_k` best guesses of each row of `probabilities`' output float32 [N, 62].
 
         For a caller that also needs the preprocessed images (the GUI shows them): preprocess
-        once, then `rank(probabilities(x))` is what `predict` returns.
+        once, then `rank(probabilities(x), top_k, allowed)` is what `predict` returns.
+
+        Args:
+          allowed: class indices (`parse_charset`) to answer from, renormalised over; a set
+            smaller than `top_k` gives that many guesses. None: all 62 classes.
         """
         _check_top_k(top_k)
+        if allowed is not None:
+            probs, top_k = restrict(probs, allowed), min(top_k, len(allowed))
         order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
         return [
             Prediction(tuple(CLASSES[j] for j in row), tuple(float(p[j]) for j in row))
