@@ -15,7 +15,7 @@ from charjax.data.folder import load_folder_images
 from charjax.data.sources import resolve_data
 from charjax.errors import CharjaxError
 from charjax.generate import Generator
-from charjax.labels import CLASSES
+from charjax.labels import CLASSES, parse_charset, restrict
 from charjax.loaded import LoadedRun, run_kind
 from charjax.losses import classification_hits
 from charjax.models.autoencoder import GENERATIVE_KINDS
@@ -69,12 +69,20 @@ def accuracy_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
 
 
 def evaluate_checkpoint(
-    checkpoint=None, data: str | None = None, split: str = "test", report_dir=None
+    checkpoint=None,
+    data: str | None = None,
+    split: str = "test",
+    report_dir=None,
+    charset: str | None = None,
 ) -> dict:
     """Evaluates a checkpoint. See `accuracy_report` for the keys; adds `data` and `checkpoint`.
 
     `checkpoint` None means the bundled model (whose training data is not on this machine:
     give it `data`).
+
+    With `charset` (`charjax.labels.parse_charset`), the answers are restricted to that set
+    (probabilities renormalised over it) and scored over the images whose label is in it;
+    adds `charset` and `excluded` (how many images were left out).
 
     With `report_dir`, also writes the pictures and report.md of `charjax.viz.report` there and
     adds `report` (the path of report.md).
@@ -83,26 +91,53 @@ def evaluate_checkpoint(
     and, for the VAEs, kl), with `kind`, `data` and `checkpoint`.
     """
     checkpoint = default_checkpoint() if checkpoint is None else checkpoint
+    allowed = None if charset is None else parse_charset(charset)  # before the slow load
     variables, meta = load_for_inference(checkpoint)  # once: the meta says which kind to build
     if run_kind(meta) in GENERATIVE_KINDS:
-        if report_dir is not None:
-            raise CharjaxError("--report draws a classifier's mistakes; this is a generative run")
+        if report_dir is not None or charset is not None:
+            option = "--report" if report_dir is not None else "--charset"
+            raise CharjaxError(
+                f"{option} is about a classifier's answers; this is a generative run"
+            )
         gen = Generator.from_loaded(variables, meta, str(checkpoint))
         images, labels, where = load_eval_data(gen, data, split)
         report = gen.evaluate(images, labels)
         return {"checkpoint": str(checkpoint), "data": where, "kind": gen.kind, **report}
     predictor = Predictor.from_loaded(variables, meta, str(checkpoint))
     images, labels, where = load_eval_data(predictor, data, split)
+    restriction = {}
+    if allowed is not None:
+        images, labels, restriction = _within_charset(images, labels, allowed, charset)
     probs = predictor.probabilities(images)
-    report = {"checkpoint": str(checkpoint), "data": where, **accuracy_report(probs, labels)}
+    if allowed is not None:
+        probs = restrict(probs, allowed)
+    report = {"checkpoint": str(checkpoint), "data": where, **restriction}
+    report.update(accuracy_report(probs, labels))
     if report_dir is not None:
         report["report"] = str(write_report(report_dir, images, labels, probs, report))
     return report
 
 
+def _within_charset(images, labels, allowed, charset: str):
+    """The images and labels whose label is in `allowed`, and the report keys saying so."""
+    keep = np.isin(np.asarray(labels), allowed)
+    if not keep.any():
+        raise CharjaxError(f"no image in this data has a label in --charset {charset!r}")
+    return (
+        images[keep],
+        np.asarray(labels)[keep],
+        {"charset": charset, "excluded": int((~keep).sum())},
+    )
+
+
 def describe(report: dict) -> str:
     """`evaluate_checkpoint`'s report as the lines `charjax eval` prints."""
     lines = [f"{report['data']}: {report['n']} images"]
+    if "charset" in report:
+        lines[0] += (
+            f" with a label in --charset {report['charset']} ({report['excluded']} others left "
+            "out), answers restricted to it"
+        )
     if "mse" in report:  # an autoencoder, VAE or CVAE: reconstruction, not accuracy
         lines.append(f"  loss (recon + beta KL)  {report['loss']:.4f}")
         lines.append(f"  reconstruction (BCE)    {report['recon']:.4f}  per image")

@@ -41,7 +41,13 @@ from charjax.evaluate import describe, evaluate_checkpoint
     help="Also write a report into DIR: confusion matrix, per-class accuracy and most "
     "confident mistakes (PNGs), and report.md linking them.",
 )
-def evaluate(checkpoint, data, split, as_json, report_dir):
+@click.option(
+    "--charset",
+    default=None,
+    help="Score answers restricted to digits, upper, lower, letters, alnum or characters like "
+    "0-9A-F, over the images whose label is in the set.",
+)
+def evaluate(checkpoint, data, split, as_json, report_dir, charset):
     """Evaluate a trained classifier (or the reconstructions of a generative model).
 
     \b
@@ -49,7 +55,10 @@ def evaluate(checkpoint, data, split, as_json, report_dir):
       charjax eval --checkpoint runs/resnet --split test
       charjax eval --checkpoint runs/resnet --data folder:my_letters/ --json
       charjax eval --checkpoint runs/resnet --report reports/resnet
+      charjax eval --checkpoint runs/resnet --charset digits
     """
-    report = evaluate_checkpoint(checkpoint, data=data, split=split, report_dir=report_dir)
+    report = evaluate_checkpoint(
+        checkpoint, data=data, split=split, report_dir=report_dir, charset=charset
+    )
     report.pop("confusion", None)
     click.echo(json.dumps(report) if as_json else describe(report))
