@@ -5,9 +5,14 @@
 Running the same command on an existing workdir resumes from its latest checkpoint; the data
 iterator's position is part of the checkpoint, so the resumed run sees exactly the batches
 (and, through the step-folded rng, the augmentations) the uninterrupted run would have.
+
+`fit` reads top to bottom, as flax's `train_and_evaluate`: data and model, restore or init,
+run info, then `for step: batch -> train_step -> log every n -> eval and save every m`. What
+lives across iterations (the log window, the metrics still on the devices, the latest and best
+val results) is a `LoopState`, which also owns eval-and-save. The step itself is
+`charjax.step.train_step`.
 """
 
-import contextlib
 import json
 import math
 import signal
@@ -31,6 +36,7 @@ from charjax.labels import CLASSES
 from charjax.losses import Objective, improves, objective_for
 from charjax.models import build_model, model_kind
 from charjax.step import (
+    TrainState,
     create_train_state,
     jit_eval_step,
     jit_train_step,
@@ -124,29 +130,8 @@ def evaluate_arrays(
     return objective.summarize(totals)
 
 
-def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> dict[str, Any]:
-    """Trains (or resumes) a model of any registered kind and returns a summary.
-
-    Args:
-      config: the run's options.
-      workdir: where checkpoints, config.json and metrics.jsonl go.
-      progress: show a progress bar (process 0 only).
-      echo: where status lines go (process 0 only).
-    Returns:
-      A dict with the final step, val metrics, the best val accuracy (classifiers) or loss
-      (generative models), throughput and paths.
-    """
-    workdir = Path(workdir)
-    is_main = jax.process_index() == 0
-    say = echo if is_main else (lambda *a, **k: None)
-    mesh = parallel.make_mesh()
-    parallel.check_batch_size(config.batch_size, mesh)
-    model = build_model(config)
-    objective = objective_for(config)
-    # Classifiers keep the best val accuracy, generative models the lowest val loss.
-    best_key = f"best_val_{objective.best_metric}"
-    _check_config_matches(workdir, config)
-
+def _load_data(config: TrainConfig, progress: bool):
+    """(cache, train arrays, val arrays) of the run, the same on every process."""
     cache = resolve_data(config.data, config.image_size, config.data_dir, progress=progress)
     train_arrays, val_arrays = cache.arrays("train"), cache.arrays("val")
     distributed.check_same_data(train_arrays | {f"val_{k}": v for k, v in val_arrays.items()})
@@ -155,12 +140,12 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
             f"the train split has {len(train_arrays['label'])} images, fewer than one batch "
             f"({config.batch_size}); lower --batch-size"
         )
-    steps_per_epoch = len(train_arrays["label"]) // config.batch_size
-    total_steps = config.steps or math.ceil(config.epochs * steps_per_epoch)
-    schedule = make_schedule(config, total_steps)
-    state = create_train_state(model, config, make_optimizer(config, schedule), mesh)
+    return cache, train_arrays, val_arrays
 
-    run_info = {
+
+def _run_info(config: TrainConfig, cache, total_steps: int) -> dict[str, Any]:
+    """What every checkpoint and config.json say about the run, beside its arrays."""
+    return {
         "config": config.to_dict(),
         "kind": model_kind(config.arch),
         "classes": CLASSES,
@@ -173,108 +158,23 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
         },
         "total_steps": total_steps,
     }
-    workdir.mkdir(parents=True, exist_ok=True)
-    ckpts = RunCheckpoints(workdir)
-    iterator_state, best = None, objective.no_best
-    if ckpts.latest_step() is not None:
-        abstract = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-            state.checkpoint_items(),
-        )
-        items, meta = ckpts.restore_latest(abstract)
-        state = state.with_checkpoint_items(items)
-        iterator_state, best = meta["iterator"], meta.get(best_key, objective.no_best)
-        say(f"Resuming {workdir} from step {int(state.step)} of {total_steps}.")
-    if is_main:
-        write_json_atomic(workdir / "config.json", run_info)
 
-    say(
-        f"Training {config.arch} on {cache.path} ({len(train_arrays['label'])} train / "
-        f"{len(val_arrays['label'])} val images, {config.image_size}px) for {total_steps} steps; "
-        f"{parallel.describe_devices()}."
+
+def _restore(ckpts: RunCheckpoints, state: TrainState, best_key: str, no_best):
+    """(state, iterator state, best val result) of the latest checkpoint, or None if none."""
+    if ckpts.latest_step() is None:
+        return None
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+        state.checkpoint_items(),
     )
-    train_step, eval_step = jit_train_step(config, schedule, mesh), jit_eval_step(config, mesh)
-    board = TensorBoardWriter(workdir / "tensorboard") if config.tensorboard and is_main else None
-    log = _MetricsLog(workdir / "metrics.jsonl", is_main, board)
-    start_step = int(state.step)
-    t_start = time.time()
-    pending: list[tuple[int, dict]] = []
-    window = {"t": time.time(), "steps": 0, "wait": 0.0}
-    last = {"val": None, "train": None, "eval_step": None}
+    items, meta = ckpts.restore_latest(abstract)
+    return state.with_checkpoint_items(items), meta["iterator"], meta.get(best_key, no_best)
 
-    def flush(step_now: int, write: bool = True) -> None:
-        """Fetches queued step metrics, stops on NaN/inf, and (if `write`) logs the window."""
-        if not pending:
-            return
-        fetched = jax.device_get([m for _, m in pending])
-        for (s, _), m in zip(pending, fetched, strict=True):
-            bad = [k for k in ("loss", "grad_norm") if not np.isfinite(m[k])]
-            if bad:
-                raise CharjaxError(
-                    f"training diverged at step {s}: {bad[0]} is {m[bad[0]]} "
-                    "(try a lower --lr, or check the data)"
-                )
-        pending.clear()
-        if not write:
-            return
-        now = time.time()
-        elapsed = max(now - window["t"], 1e-9)
-        m = {k: float(v) for k, v in fetched[-1].items()}
-        m.update(
-            images_per_sec=window["steps"] * config.batch_size / elapsed,
-            data_wait=window["wait"] / elapsed,
-        )
-        last["train"] = m
-        log.write(
-            {
-                "kind": "train",
-                "step": step_now,
-                "epoch": step_now / steps_per_epoch,
-                "time": now - t_start,
-                **m,
-            }
-        )
-        if bar is not None:
-            bar.set_postfix(
-                loss=f"{m['loss']:.3f}",
-                **{name: f"{m[key]:.3f}" for name, key in objective.progress.items()},
-                lr=f"{m['lr']:.2g}",
-                img_s=f"{m['images_per_sec']:.0f}",
-            )
-        window.update(t=now, steps=0, wait=0.0)
 
-    def save(step_now: int, evaluate: bool) -> None:
-        nonlocal best
-        flush(step_now, write=False)  # never save a state that went NaN
-        is_best = False
-        if evaluate and len(val_arrays["label"]) and last["eval_step"] != step_now:
-            last["eval_step"] = step_now
-            val = evaluate_arrays(state, eval_step, val_arrays, config.batch_size, mesh, objective)
-            last["val"] = val
-            log.write(
-                {
-                    "kind": "eval",
-                    "split": "val",
-                    "step": step_now,
-                    "epoch": step_now / steps_per_epoch,
-                    "time": time.time() - t_start,
-                    **val,
-                }
-            )
-            is_best = improves(objective, val[objective.best_metric], best)
-            best = val[objective.best_metric] if is_best else best
-        meta = {
-            **run_info,
-            "iterator": it.state(),
-            "step": step_now,
-            best_key: best,
-            "metrics": {"train": last["train"], "val": last["val"]},
-        }
-        ckpts.save(step_now, state.checkpoint_items(), meta, best=is_best)
-        window["t"] = time.time()  # eval and save time are not training throughput
-
-    bar = None
-    it = BatchIterator(
+def _batches(train_arrays, config: TrainConfig, mesh, iterator_state) -> BatchIterator:
+    """The training batches of this process, on the mesh, from `iterator_state` on."""
+    return BatchIterator(
         train_arrays,
         config.batch_size,
         train=True,
@@ -284,66 +184,223 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
         put=lambda b: parallel.put_batch(b, mesh),
         state=iterator_state,
     )
-    try:
-        with contextlib.ExitStack() as stack:
-            stop = stack.enter_context(_StopOnSignal())
-            bar = stack.enter_context(
-                tqdm(
-                    total=total_steps,
-                    initial=start_step,
-                    unit="step",
-                    dynamic_ncols=True,
-                    disable=not (progress and is_main),
-                    desc=f"train {config.arch}",
+
+
+def _progress_bar(config: TrainConfig, total_steps: int, start_step: int, progress: bool):
+    return tqdm(
+        total=total_steps,
+        initial=start_step,
+        unit="step",
+        dynamic_ncols=True,
+        disable=not (progress and jax.process_index() == 0),
+        desc=f"train {config.arch}",
+    )
+
+
+def _val_evaluator(eval_step, val_arrays, config: TrainConfig, mesh, objective: Objective):
+    """`state -> val metrics`, or None when the data has no val split."""
+    if not len(val_arrays["label"]):
+        return None
+    return lambda state: evaluate_arrays(
+        state, eval_step, val_arrays, config.batch_size, mesh, objective
+    )
+
+
+class LoopState:
+    """What lives across the loop's iterations: the log window, the step metrics not yet
+    fetched from the devices, the latest train and val results and the best val result.
+
+    The step's metrics stay on the devices until the next log line (fetching them every step
+    would stall the asynchronous dispatch); every fetch also checks them for NaN and inf.
+    `evaluate(state)` gives the val metrics; None when the data has no val split.
+    """
+
+    def __init__(self, config, objective, log, ckpts, run_info, evaluate, best, steps_per_epoch):
+        self.config, self.objective, self.log, self.ckpts = config, objective, log, ckpts
+        self.run_info, self.evaluate, self.best = run_info, evaluate, best
+        self.steps_per_epoch = steps_per_epoch
+        self.best_key = f"best_val_{objective.best_metric}"
+        self.t_start = self.window_start = time.time()
+        self.window_steps, self.window_wait = 0, 0.0
+        self.pending: list[tuple[int, dict]] = []
+        self.train: dict | None = None
+        self.val: dict | None = None
+        self.eval_step: int | None = None
+
+    def record(self, step: int, metrics: dict, waited: float) -> None:
+        """Queues a step's (on-device) metrics; `waited` is the time spent waiting for data."""
+        self.pending.append((step, metrics))
+        self.window_steps += 1
+        self.window_wait += waited
+
+    def _fetch(self) -> dict | None:
+        """The last queued metrics as floats (None if none); raises if any step went NaN/inf."""
+        if not self.pending:
+            return None
+        fetched = jax.device_get([m for _, m in self.pending])
+        for (step, _), m in zip(self.pending, fetched, strict=True):
+            bad = [k for k in ("loss", "grad_norm") if not np.isfinite(m[k])]
+            if bad:
+                raise CharjaxError(
+                    f"training diverged at step {step}: {bad[0]} is {m[bad[0]]} "
+                    "(try a lower --lr, or check the data)"
                 )
+        self.pending.clear()
+        return {k: float(v) for k, v in fetched[-1].items()}
+
+    def _when(self, step: int, now: float) -> dict[str, float]:
+        return {"step": step, "epoch": step / self.steps_per_epoch, "time": now - self.t_start}
+
+    def log_train(self, step: int) -> dict[str, str]:
+        """Writes the window's train record; returns the progress bar's postfix."""
+        m = self._fetch()
+        if m is None:
+            return {}
+        now = time.time()
+        elapsed = max(now - self.window_start, 1e-9)
+        m["images_per_sec"] = self.window_steps * self.config.batch_size / elapsed
+        m["data_wait"] = self.window_wait / elapsed
+        self.train = m
+        self.log.write({"kind": "train", **self._when(step, now), **m})
+        self.window_start, self.window_steps, self.window_wait = now, 0, 0.0
+        return {
+            "loss": f"{m['loss']:.3f}",
+            **{name: f"{m[key]:.3f}" for name, key in self.objective.progress.items()},
+            "lr": f"{m['lr']:.2g}",
+            "img_s": f"{m['images_per_sec']:.0f}",
+        }
+
+    def save(self, step: int, state: TrainState, iterator: dict, evaluate: bool) -> None:
+        """Evaluates on the val split (if asked, once per step) and saves a checkpoint.
+
+        Collective in a multi-process run, like the evaluation and the save themselves.
+        """
+        self._fetch()  # never save a state that went NaN
+        is_best = False
+        if evaluate and self.evaluate and self.eval_step != step:
+            self.eval_step = step
+            self.val = self.evaluate(state)
+            self.log.write(
+                {"kind": "eval", "split": "val", **self._when(step, time.time()), **self.val}
             )
-            step = start_step
-            while step < total_steps:
+            value = self.val[self.objective.best_metric]
+            is_best = improves(self.objective, value, self.best)
+            self.best = value if is_best else self.best
+        meta = {
+            **self.run_info,
+            "iterator": iterator,
+            "step": step,
+            self.best_key: self.best,
+            "metrics": {"train": self.train, "val": self.val},
+        }
+        self.ckpts.save(step, state.checkpoint_items(), meta, best=is_best)
+        self.window_start = time.time()  # eval and save time are not training throughput
+
+    def finish(self, step: int, state: TrainState, iterator: dict) -> None:
+        """The final evaluation and save; without a val split the final model is the best."""
+        self.save(step, state, iterator, evaluate=True)
+        if self.best == self.objective.no_best:
+            meta = {**self.run_info, "iterator": iterator, "step": step}
+            self.ckpts.save(step, state.checkpoint_items(), meta, best=True)
+
+    def summary(self, workdir: Path, state: TrainState, start_step: int, total_steps: int):
+        """What `fit` returns (see there)."""
+        wall = time.time() - self.t_start
+        steps_run = int(state.step) - start_step
+        return {
+            "workdir": str(workdir),
+            "step": int(state.step),
+            "total_steps": total_steps,
+            "val": self.val,
+            self.best_key: self.best,
+            "train": self.train,
+            "seconds": wall,
+            "images_per_sec": steps_run * self.config.batch_size / max(wall, 1e-9),
+            # Equal on every process of a multi-process run: their replicas never diverged.
+            "params_digest": parallel.replica_digest(state.params),
+        }
+
+
+def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> dict[str, Any]:
+    """Trains (or resumes) a model of any registered kind and returns a summary.
+
+    Args:
+      config: the run's options.
+      workdir: where checkpoints, config.json and metrics.jsonl go.
+      progress: show a progress bar (process 0 only).
+      echo: where status lines go (process 0 only).
+    Returns:
+      A dict with the final step, val metrics, the best val accuracy (classifiers) or loss
+      (generative models), throughput and paths.
+    """
+    workdir, is_main = Path(workdir), jax.process_index() == 0
+    say = echo if is_main else (lambda *a, **k: None)
+    mesh = parallel.make_mesh()
+    parallel.check_batch_size(config.batch_size, mesh)
+    model, objective = build_model(config), objective_for(config)
+    _check_config_matches(workdir, config)
+    cache, train_arrays, val_arrays = _load_data(config, progress)
+    steps_per_epoch = len(train_arrays["label"]) // config.batch_size
+    total_steps = config.steps or math.ceil(config.epochs * steps_per_epoch)
+    schedule = make_schedule(config, total_steps)
+    state = create_train_state(model, config, make_optimizer(config, schedule), mesh)
+    run_info = _run_info(config, cache, total_steps)
+
+    # Restore or init: the latest checkpoint, if any, replaces the fresh state.
+    workdir.mkdir(parents=True, exist_ok=True)
+    ckpts = RunCheckpoints(workdir)
+    iterator_state, best = None, objective.no_best
+    restored = _restore(ckpts, state, f"best_val_{objective.best_metric}", objective.no_best)
+    if restored is not None:
+        state, iterator_state, best = restored
+        say(f"Resuming {workdir} from step {int(state.step)} of {total_steps}.")
+    if is_main:
+        write_json_atomic(workdir / "config.json", run_info)
+    say(
+        f"Training {config.arch} on {cache.path} ({len(train_arrays['label'])} train / "
+        f"{len(val_arrays['label'])} val images, {config.image_size}px) for {total_steps} steps; "
+        f"{parallel.describe_devices()}."
+    )
+
+    train_step, eval_step = jit_train_step(config, schedule, mesh), jit_eval_step(config, mesh)
+    evaluate = _val_evaluator(eval_step, val_arrays, config, mesh, objective)
+    board = TensorBoardWriter(workdir / "tensorboard") if config.tensorboard and is_main else None
+    log = _MetricsLog(workdir / "metrics.jsonl", is_main, board)
+    loop = LoopState(config, objective, log, ckpts, run_info, evaluate, best, steps_per_epoch)
+    start_step = int(state.step)
+    it = _batches(train_arrays, config, mesh, iterator_state)
+    try:
+        with (
+            _StopOnSignal() as stop,
+            _progress_bar(config, total_steps, start_step, progress) as bar,
+        ):
+            for step in range(start_step + 1, total_steps + 1):
                 t0 = time.time()
                 batch = next(it)
-                window["wait"] += time.time() - t0
+                waited = time.time() - t0
                 state, metrics = train_step(state, batch)
-                step += 1
-                window["steps"] += 1
-                pending.append((step, metrics))
+                loop.record(step, metrics, waited)
                 bar.update(1)
                 if step % config.log_every == 0:
-                    flush(step)
+                    bar.set_postfix(loop.log_train(step))
                 if board and step % config.histogram_every == 0:
                     board.histograms(step, state.params)
-                evaluate = config.eval_every and step % config.eval_every == 0
-                if evaluate or (config.checkpoint_every and step % config.checkpoint_every == 0):
-                    save(step, evaluate=bool(evaluate))
+                evaluate_now = bool(config.eval_every) and step % config.eval_every == 0
+                if evaluate_now or (
+                    config.checkpoint_every and step % config.checkpoint_every == 0
+                ):
+                    loop.save(step, state, it.state(), evaluate=evaluate_now)
                 if distributed.stop_agreed(stop.requested, step, config.log_every):
-                    save(step, evaluate=False)
+                    loop.save(step, state, it.state(), evaluate=False)
                     ckpts.wait()
                     say(
                         f"Stopped at step {step}; checkpoint saved. Run the same command to resume."
                     )
                     raise KeyboardInterrupt
-            save(step, evaluate=True)
-            if best == objective.no_best:  # no val split: the final model is the best we have
-                ckpts.save(
-                    step,
-                    state.checkpoint_items(),
-                    {**run_info, "iterator": it.state(), "step": step},
-                    best=True,
-                )
+            loop.finish(int(state.step), state, it.state())
     finally:
         it.close()
         ckpts.wait()
         ckpts.close()
         log.close()
-    wall = time.time() - t_start
-    return {
-        "workdir": str(workdir),
-        "step": int(state.step),
-        "total_steps": total_steps,
-        "val": last["val"],
-        best_key: best,
-        "train": last["train"],
-        "seconds": wall,
-        "images_per_sec": (int(state.step) - start_step) * config.batch_size / max(wall, 1e-9),
-        # Equal on every process of a multi-process run: their replicas never diverged.
-        "params_digest": parallel.replica_digest(state.params),
-    }
+    return loop.summary(workdir, state, start_step, total_steps)
