@@ -8,6 +8,7 @@ from charjax import distributed
 from charjax.backend import DTYPES
 from charjax.config import SCHEDULES, TrainConfig
 from charjax.fit import fit
+from charjax.preprocess import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 D = TrainConfig()  # defaults shown in --help come from the one config
 
@@ -41,7 +42,7 @@ D = TrainConfig()  # defaults shown in --help come from the one config
     default=D.image_size,
     show_default=True,
     type=int,
-    help="Model input side in pixels.",
+    help=f"Model input side in pixels ({MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}).",
 )
 @click.option(
     "--batch-size",
