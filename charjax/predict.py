@@ -15,7 +15,7 @@ import numpy as np
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES, parse_charset, restrict
 from charjax.loaded import LoadedRun, batched
-from charjax.preprocess import model_input
+from charjax.preprocess import has_ink, load_image, model_input
 
 # The bundled default model (see MODEL_CARD.md; `make pretrained` rebuilds it with
 # tools/bundle.py): a checkpoint step folder inside the installed package, read like any other.
@@ -24,19 +24,27 @@ PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
 @dataclass(frozen=True)
 class Prediction:
-    """The top-k guesses for one image, best first."""
+    """The top-k guesses for one image, best first.
+
+    `blank`: preprocessing found too little ink to read (`charjax.preprocess.has_ink`): no
+    guesses, `chars` and `probs` are empty and `top1` is "".
+    """
 
     chars: tuple[str, ...]
     probs: tuple[float, ...]
+    blank: bool = False
 
     @property
     def top1(self) -> str:
-        return self.chars[0]
+        return self.chars[0] if self.chars else ""
 
     def as_dict(self) -> dict:
-        return {
-            "top": [{"char": c, "prob": p} for c, p in zip(self.chars, self.probs, strict=True)]
-        }
+        top = [{"char": c, "prob": p} for c, p in zip(self.chars, self.probs, strict=True)]
+        return {"blank": self.blank, "top": top}
+
+
+BLANK = Prediction((), (), blank=True)
+NO_INK = "too little ink to read"  # what the CLI and the GUI say for a BLANK prediction
 
 
 class Predictor(LoadedRun):
@@ -72,7 +80,26 @@ class Predictor(LoadedRun):
         """
         _check_top_k(top_k)  # before the (slow) preprocessing
         allowed = None if charset is None else parse_charset(charset)
-        return self.rank(self.probabilities(self.preprocess(images)), top_k, allowed)
+        x = self.preprocess(images)
+        inked = np.array([has_ink(i) for i in x], bool)
+        ranked = iter(self.rank(self.probabilities(x[inked]), top_k, allowed))
+        return [next(ranked) if ink else BLANK for ink in inked]
+
+    def predict_files(
+        self, paths: Sequence, top_k: int = 5, charset: str | None = None
+    ) -> list[Prediction | CharjaxError]:
+        """`predict` for image files, each answered on its own: a file that cannot be read
+        gets its error in its place, and the others are still answered."""
+        _check_top_k(top_k)
+        images: list = []
+        for path in paths:
+            try:
+                images.append(load_image(path))
+            except CharjaxError as e:
+                images.append(e)
+        readable = [im for im in images if not isinstance(im, CharjaxError)]
+        answers = iter(self.predict(readable, top_k, charset) if readable else [])
+        return [im if isinstance(im, CharjaxError) else next(answers) for im in images]
 
     def rank(self, probs: np.ndarray, top_k: int = 5, allowed=None) -> list[Prediction]:
         """The `top_k` best guesses of each row of `probabilities`' output float32 [N, 62].

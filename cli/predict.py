@@ -4,8 +4,9 @@ import json
 
 import click
 
+from charjax.errors import CharjaxError
 from charjax.labels import parse_charset
-from charjax.predict import load
+from charjax.predict import NO_INK, load
 
 
 @click.command()
@@ -26,6 +27,10 @@ from charjax.predict import load
 def predict(checkpoint, top_k, as_json, charset, images):
     """Recognise the character in each IMAGE.
 
+    An image with too little ink to read (blank, or a lone dot) is reported as such, not
+    guessed at. Files that cannot be read are reported on stderr after the others are
+    answered, and the exit status is 2.
+
     \b
     Example:
       charjax predict letter.png                 # with the bundled model
@@ -35,12 +40,22 @@ def predict(checkpoint, top_k, as_json, charset, images):
     if charset is not None:
         parse_charset(charset)  # a typo fails before the model loads
     predictor = load(checkpoint)
-    preds = predictor.predict(list(images), top_k=top_k, charset=charset)
-    for path, pred in zip(images, preds, strict=True):
-        if as_json:
-            click.echo(json.dumps({"file": path, **pred.as_dict()}))
+    answers = predictor.predict_files(images, top_k=top_k, charset=charset)
+    for path, answer in zip(images, answers, strict=True):
+        if isinstance(answer, CharjaxError):
+            click.echo(f"charjax: error: {answer}", err=True)
+            if as_json:
+                click.echo(json.dumps({"file": path, "error": str(answer)}))
+        elif as_json:
+            click.echo(json.dumps({"file": path, **answer.as_dict()}))
+        elif answer.blank:
+            click.echo(f"{path}: {NO_INK}")
         else:
             guesses = "  ".join(
-                f"{c} {p:6.1%}" for c, p in zip(pred.chars, pred.probs, strict=True)
+                f"{c} {p:6.1%}" for c, p in zip(answer.chars, answer.probs, strict=True)
             )
             click.echo(f"{path}: {guesses}")
+    failed = sum(isinstance(a, CharjaxError) for a in answers)
+    if failed:
+        # Every readable file was answered above; the exit status says not all were.
+        raise CharjaxError(f"{failed} of {len(images)} images could not be read")
