@@ -56,7 +56,7 @@ pretrained: setup
 		--workdir $(PRETRAINED_WORK)/run --steps $(PRETRAINED_STEPS) --augment 1.5 \
 		--eval-every 2000 --no-progress
 	$(PY) -m tools.drawn_set --out $(PRETRAINED_WORK)/drawn
-	$(PY) -m charjax.bundle --run $(PRETRAINED_WORK)/run --fonts $(PRETRAINED_WORK)/fonts \
+	$(PY) -m tools.bundle --run $(PRETRAINED_WORK)/run --fonts $(PRETRAINED_WORK)/fonts \
 		--drawn $(PRETRAINED_WORK)/drawn --json $(PRETRAINED_WORK)/numbers.json
 
 clean:

@@ -1,12 +1,12 @@
 """The bundled default model: export a trained run into the package, and measure it.
 
-    make pretrained          # builds the data, trains, then runs:
-    python -m charjax.bundle --run RUN --fonts FONT_CACHE --drawn DRAWN_FOLDER
+    make pretrained          # builds the data, trains, then runs (from the repository root):
+    python -m tools.bundle --run RUN --fonts FONT_CACHE --drawn DRAWN_FOLDER
 
 `export_run` copies the best checkpoint's model and meta items (no optimizer state, so the
 package stays small) into `charjax/pretrained/<step>/`, where `charjax.predict.load()` finds
 it. `measure` computes the numbers of MODEL_CARD.md's table: held-out font families (plain and
-stroke-style renderings), the drawn-glyph set (`charjax.apps.drawn_set`) and batch-1 latency.
+stroke-style renderings), the drawn-glyph set (`tools.drawn_set`) and batch-1 latency.
 """
 
 import argparse
@@ -24,6 +24,7 @@ from charjax.evaluate import accuracy_report
 from charjax.labels import CLASSES, FOLD_TABLE
 from charjax.predict import PRETRAINED_DIR, Predictor
 from charjax.preprocess import load_image
+from charjax.viz.report import confused_pairs
 
 # Letters whose two cases are one shape once cropped to the ink (see MODEL_CARD.md).
 SAME_SHAPE_CASES = "cosvwxz"
@@ -61,17 +62,12 @@ def folder_size(path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
-def confused_pairs(confusion: np.ndarray, top: int = 8) -> list[tuple[str, str, int]]:
-    """The most frequent (true, predicted, count) mistakes, ignoring case-only mistakes."""
+def shape_confusions(confusion: np.ndarray, top: int = 8) -> list[tuple[str, str, int]]:
+    """`confused_pairs` (the eval report's most frequent mistakes) without the case-only ones,
+    which `case_only_errors` counts apart: (true, predicted, count), most frequent first."""
     c = np.array(confusion)
-    np.fill_diagonal(c, 0)
-    c[FOLD_TABLE[:, None] == FOLD_TABLE[None, :]] = 0
-    order = np.argsort(-c, axis=None)[:top]
-    return [
-        (CLASSES[i], CLASSES[j], int(c[i, j]))
-        for i, j in zip(*np.unravel_index(order, c.shape), strict=True)
-        if c[i, j]
-    ]
+    c[FOLD_TABLE[:, None] == FOLD_TABLE[None, :]] = 0  # the diagonal and the case pairs
+    return [(t, p, n) for t, p, n, _share in confused_pairs(c, k=top)]
 
 
 def case_only_errors(confusion: np.ndarray) -> dict[str, float]:
@@ -92,7 +88,7 @@ def _summary(probs: np.ndarray, labels: np.ndarray) -> dict:
         "top1": r["top1"],
         "top1_case_insensitive": r["top1_case_insensitive"],
         "case_only_errors": case_only_errors(np.asarray(r["confusion"])),
-        "confused": confused_pairs(np.asarray(r["confusion"])),
+        "confused": shape_confusions(np.asarray(r["confusion"])),
     }
 
 
@@ -168,7 +164,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Export a run as the bundled model; measure it.")
     parser.add_argument("--run", help="a workdir to export into charjax/pretrained first")
     parser.add_argument("--fonts", help="the font cache the run trained on (its test split)")
-    parser.add_argument("--drawn", help="the drawn-glyph folder (charjax.apps.drawn_set)")
+    parser.add_argument("--drawn", help="the drawn-glyph folder (tools.drawn_set)")
     parser.add_argument("--json", help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
     if args.run:
