@@ -65,6 +65,9 @@ class Canvas(QWidget):
         self.setFixedSize(size, size)
         self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         self.setCursor(Qt.CursorShape.CrossCursor)
+        # A click to draw takes the keyboard focus (from the Label box, say), so Ctrl+Z then
+        # undoes a stroke rather than the text typed there.
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.pen_width = pen_width
         self.strokes: list[Stroke] = []

@@ -2,13 +2,13 @@
 
     charjax-gui                          # the newest run under ./runs
     charjax-gui --checkpoint runs/demo   # a given run (or File > Open checkpoint)
+    charjax-gui --charset digits         # answers only from a character set (or the menu)
 
 The window only draws and displays; the model runs in `worker.PredictionService` (off the UI
 thread) through `charjax.predict`, the same path `charjax predict` takes for an image file.
 """
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -17,7 +17,6 @@ from PySide6.QtGui import QAction, QKeySequence, QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
-    QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -30,11 +29,18 @@ from PySide6.QtWidgets import (
 )
 
 from charjax.apps.canvas import Canvas
-from charjax.apps.panels import ImagePanel, PredictionList, lookalike_note
+from charjax.apps.display import display_problem
+from charjax.apps.files import bundled_model, newest_run, save_sample
+from charjax.apps.panels import (
+    Banner,
+    CharsetChooser,
+    ImagePanel,
+    PredictionList,
+    lookalike_note,
+)
 from charjax.apps.worker import PredictionService, Result
 from charjax.errors import CharjaxError
-from charjax.labels import CLASSES, char_to_index, sample_dir_name
-from charjax.predict import default_checkpoint
+from charjax.labels import CLASSES, parse_charset
 
 # While the pen moves, predict at most this often; a finished stroke is predicted at once.
 THROTTLE_MS = 100
@@ -48,61 +54,24 @@ HOW_TO_TRAIN = (
 )
 
 
-def bundled_model() -> Path | None:
-    """The default model shipped with charjax, or None in an installation without one."""
-    try:
-        return default_checkpoint()
-    except CharjaxError:
-        return None
-
-
-def newest_run(runs_dir="runs") -> Path | None:
-    """The most recently written run under `runs_dir` that has a checkpoint, if any.
-
-    A run is a directory holding `best/` or `checkpoints/` (what `charjax train` writes).
-    """
-    root = Path(runs_dir)
-    if not root.is_dir():
-        return None
-    candidates = []
-    for run in root.iterdir():
-        saved = [run / "best", run / "checkpoints"]
-        times = [d.stat().st_mtime for d in saved if d.is_dir()]
-        if times:
-            candidates.append((max(times), run))
-    return max(candidates)[1] if candidates else None
-
-
-def save_sample(canvas: Canvas, samples_dir, label: str) -> Path:
-    """Writes the drawing as `DIR/SampleNNN/imgNNN-KKKKK.png`, the Chars74K folder layout.
-
-    `charjax eval --data folder:DIR` and `charjax data folder DIR` read it back. K is one
-    more than the highest number already in the class folder, so nothing is overwritten.
-
-    Returns:
-      the path written. Raises ValueError if `label` is not one of the 62 characters.
-    """
-    index = char_to_index(label)
-    folder = Path(samples_dir) / sample_dir_name(index)
-    folder.mkdir(parents=True, exist_ok=True)
-    pattern = re.compile(rf"img{index + 1:03d}-(\d+)\.png")
-    taken = [int(m.group(1)) for p in folder.iterdir() if (m := pattern.fullmatch(p.name))]
-    path = folder / f"img{index + 1:03d}-{max(taken, default=0) + 1:05d}.png"
-    canvas.save_png(path)
-    return path
-
-
 class MainWindow(QMainWindow):
     """The canvas on the left; what the model sees and says on the right."""
 
     def __init__(
-        self, checkpoint=None, generator=None, samples_dir=None, runs_dir="runs", bundled=True
+        self,
+        checkpoint=None,
+        generator=None,
+        samples_dir=None,
+        runs_dir="runs",
+        bundled=True,
+        charset: str | None = None,
     ):
         super().__init__()
         self.setWindowTitle("charjax - draw a character")
         self.samples_dir = Path(samples_dir or DEFAULT_SAMPLES_DIR)
         self.last_result: Result | None = None
         self.results_shown = 0  # counts displayed results (tests wait on it)
+        self._height_without_banner = 0
 
         self.canvas = Canvas()
         self.preview = ImagePanel("What the model sees")
@@ -110,12 +79,14 @@ class MainWindow(QMainWindow):
         self.predictions.setMinimumWidth(340)
         self.note = QLabel(wordWrap=True, textFormat=Qt.TextFormat.RichText)
         self.timing = QLabel(wordWrap=True)
-        self.banner = QLabel(wordWrap=True, textFormat=Qt.TextFormat.RichText)
-        self.banner.setFrameShape(QFrame.Shape.StyledPanel)
-        self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.banner.setStyleSheet("padding: 8px; background: #FFF8E1;")
+        self.banner = Banner()
         self.reconstruction = ImagePanel("Generator's reconstruction")
         self.reconstruction.setVisible(generator is not None)
+        self.charset = CharsetChooser()
+        # Which model is in use stays in the corner; showMessage is for what just happened,
+        # and is cleared when the drawing changes so it never describes an older one.
+        self.model_label = QLabel("no model")
+        self.statusBar().addPermanentWidget(self.model_label)
         self._build_layout()
         self._build_menus()
 
@@ -128,6 +99,10 @@ class MainWindow(QMainWindow):
         self.service.failed.connect(self._on_failed)
         self.service.generator_failed.connect(self.reconstruction.show_message)
         self.service.result.connect(self._on_result)
+        self.charset.chosen.connect(self._on_charset)
+        self.charset.refused.connect(self.statusBar().showMessage)
+        if charset is not None:
+            self.charset.set_spec(charset)
         self._show_blank()
         # The bundled model first: right after install it is the one to use; a user's own run
         # is chosen explicitly (--checkpoint or File > Open).
@@ -168,7 +143,9 @@ class MainWindow(QMainWindow):
         left.addStretch(1)
 
         self.label_edit = QLineEdit(maxLength=1, placeholderText="char")
-        self.label_edit.setValidator(QRegularExpressionValidator("[0-9A-Za-z]"))
+        # Empty is acceptable, so Enter on an empty box reaches save_current_sample and is
+        # told what to type (an unacceptable text swallows Enter silently).
+        self.label_edit.setValidator(QRegularExpressionValidator("[0-9A-Za-z]?"))
         self.label_edit.setFixedWidth(56)
         self.label_edit.returnPressed.connect(self.save_current_sample)
         save_button = QPushButton("Save as sample")
@@ -185,7 +162,11 @@ class MainWindow(QMainWindow):
         right = QVBoxLayout()
         right.addWidget(self.banner)
         right.addLayout(images)
-        right.addWidget(QLabel("<b>Top 5</b>"))
+        top_row = QHBoxLayout()
+        top_row.addWidget(QLabel("<b>Top 5</b> from"))
+        top_row.addWidget(self.charset)
+        top_row.addStretch(1)
+        right.addLayout(top_row)
         right.addWidget(self.predictions)
         right.addWidget(self.note)
         right.addWidget(self.timing)
@@ -212,6 +193,8 @@ class MainWindow(QMainWindow):
         action(
             file_menu, "&Open checkpoint...", self._ask_checkpoint, QKeySequence.StandardKey.Open
         )
+        bundled = action(file_menu, "Open &bundled model", self._open_bundled)
+        bundled.setEnabled(bundled_model() is not None)
         action(file_menu, "Samples &folder...", self._ask_samples_dir)
         action(file_menu, "&Save as sample", self.save_current_sample, "Ctrl+S")
         file_menu.addSeparator()
@@ -226,8 +209,12 @@ class MainWindow(QMainWindow):
     def open_checkpoint(self, path) -> None:
         """Loads a classifier run in the background; predictions resume once it is compiled."""
         self._show_problem(f"Loading and compiling <tt>{path}</tt> ...", "loading the model")
-        self.statusBar().showMessage(f"loading {path}")
+        self.model_label.setText(f"loading {path}")
         self.service.load(str(path))
+
+    def _open_bundled(self) -> None:
+        if (path := bundled_model()) is not None:
+            self.open_checkpoint(path)
 
     def _ask_checkpoint(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a run or checkpoint directory", "runs")
@@ -235,23 +222,48 @@ class MainWindow(QMainWindow):
             self.open_checkpoint(path)
 
     def _on_ready(self, source: str, spec) -> None:
-        self.banner.hide()
+        self._hide_banner()
         self.preview.set_title(f"What the model sees ({spec.size}x{spec.size})")
-        self.statusBar().showMessage(f"model: {source}")
+        self.model_label.setText(f"model: {source}")
         self.request_prediction()
 
-    def _on_failed(self, message: str) -> None:
-        self._show_problem(f"<b>Cannot use this model.</b><br>{message}<br><br>{HOW_TO_TRAIN}")
-        self.statusBar().showMessage("no model")
+    def _on_failed(self, message: str, kept: str) -> None:
+        problem = f"<b>Cannot use this model.</b><br>{message}<br><br>"
+        if kept:  # the worker kept the model that was working
+            self.banner.setText(f"{problem}Still using <tt>{kept}</tt>.")
+            self.model_label.setText(f"model: {kept}")
+            self.request_prediction()
+            return
+        bundled = bundled_model()
+        if bundled is not None:
+            problem += (
+                f"The model bundled with charjax is always there: <i>File &rsaquo; Open "
+                f"bundled model</i> (<tt>{bundled}</tt>).<br><br>"
+            )
+        self._show_problem(problem + HOW_TO_TRAIN)
+        self.model_label.setText("no model")
 
     def _show_problem(self, html: str, status: str = "no model") -> None:
+        if self.banner.isHidden():
+            self._height_without_banner = self.height() if self.isVisible() else 0
         self.banner.setText(html)
         self.banner.show()
         self.predictions.show_message(status)
 
+    def _hide_banner(self) -> None:
+        self.banner.hide()
+        # The layout let the window grow for the banner but never shrinks a window by itself;
+        # give back the height the banner took (a taller window the user chose stays).
+        if self.isVisible() and not (self.isMaximized() or self.isFullScreen()):
+            self.centralWidget().layout().activate()  # the minimum size without it, now
+            self.layout().activate()
+            height = max(self._height_without_banner, self.minimumSizeHint().height())
+            self.resize(self.width(), height)
+
     # --- drawing -> prediction ------------------------------------------------------------
 
     def _on_drawing_changed(self, finished: bool) -> None:
+        self.statusBar().clearMessage()  # "draw a character first" is stale once one is
         if finished:
             self._throttle.stop()
             self.request_prediction()
@@ -303,9 +315,24 @@ class MainWindow(QMainWindow):
             return None
         path = save_sample(self.canvas, self.samples_dir, label)
         count = sum(1 for _ in path.parent.glob("*.png"))
+        self.canvas.clear()  # before the message: a change of drawing clears messages
         self.statusBar().showMessage(f"saved {path} ({count} of {label!r})")
-        self.canvas.clear()
+        # Back to drawing: Ctrl+Z should undo a stroke, not the label's text.
+        self.canvas.setFocus()
         return path
+
+    # --- character set --------------------------------------------------------------------
+
+    def set_charset(self, spec: str | None) -> None:
+        """Answers only from `spec` (`charjax.labels.parse_charset`), None for all 62 classes.
+
+        Raises CharjaxError for a set `parse_charset` cannot read (nothing changes then).
+        """
+        self.charset.set_spec(spec)
+
+    def _on_charset(self, spec: str | None) -> None:
+        self.service.allowed = None if spec is None else parse_charset(spec)
+        self.request_prediction()
 
     def _ask_samples_dir(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Save samples into", str(self.samples_dir))
@@ -316,6 +343,14 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:
         self.service.close()
         super().closeEvent(event)
+
+
+def _charset_arg(value: str) -> str:
+    try:
+        parse_charset(value)
+    except CharjaxError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -332,6 +367,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--generator", metavar="RUN", help="an autoencoder run; shows its reconstruction"
     )
     parser.add_argument(
+        "--charset",
+        type=_charset_arg,
+        metavar="SET",
+        help="answer only from digits, upper, lower, letters, alnum or characters like 0-9A-F "
+        "(also a menu above the top 5)",
+    )
+    parser.add_argument(
         "--samples-dir",
         metavar="DIR",
         default=DEFAULT_SAMPLES_DIR,
@@ -343,8 +385,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     """Entry point of `charjax-gui`."""
     args = parse_args(argv)
+    if QApplication.instance() is None and (problem := display_problem()):
+        # Qt would abort the process with a message that does not say what to install.
+        print(f"charjax-gui: error: {problem}", file=sys.stderr)
+        return 1
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    window = MainWindow(args.checkpoint, args.generator, args.samples_dir)
+    window = MainWindow(args.checkpoint, args.generator, args.samples_dir, charset=args.charset)
     window.show()
     return app.exec()
 

@@ -1,24 +1,57 @@
-"""The read-only panels beside the canvas: the top-5 list and the enlarged images.
+"""The panels beside the canvas: the top-5 list, the character-set chooser above it and the
+enlarged images.
 
 The top-5 list groups look-alikes (`charjax.labels.LOOKALIKE_GROUPS`): once a drawing is
 cropped to its ink, `o`, `O` and `0` are the same picture, so seeing all three near the top
 is the model being honest, not confused. Rows of one group share a colour and a bracket, and
-a note under the list gives the group's combined probability.
+a note under the list gives the group's combined probability. The characters themselves are
+drawn in a monospaced face, made for code, where `I`, `l` and `1` (and `O` and `0`) differ; in
+the usual sans-serif UI font the first two are the same bar.
 """
 
 import numpy as np
-from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFrame,
+    QInputDialog,
+    QLabel,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from charjax.apps.canvas import array_to_qimage
-from charjax.labels import lookalike_group
+from charjax.errors import CharjaxError
+from charjax.labels import lookalike_group, parse_charset
 from charjax.predict import Prediction
 
 # Colour-blind-friendly hues (Okabe-Ito), one per look-alike group; a top-5 has at most two.
 GROUP_COLOURS = (QColor("#E69F00"), QColor("#009E73"))
 BAR_COLOUR = QColor("#4C72B0")
 TRACK_COLOUR = QColor("#E6E6E6")
+# Monospaced faces people have, first found wins; all draw I, l and 1 differently.
+CHAR_FAMILIES = ["DejaVu Sans Mono", "Menlo", "Consolas", "Liberation Mono", "Noto Sans Mono"]
+# The character-set menu: (text, `parse_charset` spec or "" for all 62 classes).
+CHARSET_CHOICES = (
+    ("All 62", ""),
+    ("Digits 0-9", "digits"),
+    ("Capitals A-Z", "upper"),
+    ("Small a-z", "lower"),
+    ("Letters", "letters"),
+)
+CUSTOM = "custom..."
+
+
+def char_font(base: QFont) -> QFont:
+    """The large bold font of the top-5 characters: monospaced, so `I` and `l` differ."""
+    font = QFont(base)
+    font.setFamilies(CHAR_FAMILIES)
+    font.setStyleHint(QFont.StyleHint.Monospace)
+    font.setPointSizeF(base.pointSizeF() * 1.9)
+    font.setBold(True)
+    return font
 
 
 def lookalike_rows(chars) -> list[tuple[str, list[int]]]:
@@ -88,9 +121,7 @@ class PredictionList(QWidget):
     def _paint_rows(self, painter: QPainter) -> None:
         width, h = self.width(), self.ROW_HEIGHT
         colours = self.colour_of_rows()
-        char_font = QFont(self.font())
-        char_font.setPointSizeF(char_font.pointSizeF() * 1.9)
-        char_font.setBold(True)
+        big_font = char_font(self.font())
         text_font = QFont(self.font())
         bracket_x = width - 12
         bar_left, bar_right = 56, width - 92
@@ -103,7 +134,7 @@ class PredictionList(QWidget):
             painter.setBrush(colour.lighter(150) if colour else TRACK_COLOUR)
             painter.drawRoundedRect(chip, 6, 6)
             painter.setPen(self.palette().text().color() if colour is None else QColor("black"))
-            painter.setFont(char_font)
+            painter.setFont(big_font)
             painter.drawText(chip, Qt.AlignmentFlag.AlignCenter, char)
             track = QRectF(bar_left, top + h / 2 - 8, max(10, bar_right - bar_left), 16)
             painter.setPen(Qt.PenStyle.NoPen)
@@ -184,3 +215,87 @@ class ImagePanel(QWidget):
 
     def set_title(self, title: str) -> None:
         self._title.setText(title)
+
+
+class Banner(QLabel):
+    """The box above the panels for loading progress and problems, as tall as its text needs.
+
+    A layout asks a word-wrapped label for its height before it knows the label's width, so
+    a long message is cut off at the end; the banner asks for the height its actual width
+    needs whenever its text or width changes.
+    """
+
+    def __init__(self, parent=None):
+        super().__init__(parent, wordWrap=True, textFormat=Qt.TextFormat.RichText)
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.setStyleSheet("padding: 8px; background: #FFF8E1;")
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self._fit()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        needed = self.heightForWidth(self.width())
+        if needed != self.minimumHeight():  # only on a change: no resize loop
+            self.setMinimumHeight(needed)
+
+
+class CharsetChooser(QComboBox):
+    """Which characters an answer may be: all 62, a named set, or a custom one ("Custom...").
+
+    Signals:
+      chosen(object): the new `parse_charset` spec, or None for all 62 classes.
+      refused(str): a custom set that `parse_charset` could not read; the message says why.
+    """
+
+    chosen = Signal(object)
+    refused = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        for text, spec in CHARSET_CHOICES:
+            self.addItem(text, spec)
+        self.addItem("Custom...", CUSTOM)
+        self.setToolTip("Answer only from these characters (probabilities renormalised)")
+        self.spec: str | None = None
+        self.activated.connect(self._on_activated)
+
+    def set_spec(self, spec: str | None) -> None:
+        """Selects `spec` (a custom one gets its own entry) and emits `chosen`.
+
+        Raises:
+          CharjaxError: if `parse_charset` cannot read it; the selection stays as it was.
+        """
+        if spec is not None:
+            parse_charset(spec)
+        index = self.findData(spec or "")
+        if index < 0:  # one entry for the custom set, just above "Custom..."
+            custom = self.count() - 2
+            if self.itemData(custom) not in dict(CHARSET_CHOICES).values():
+                self.removeItem(custom)
+            self.insertItem(self.count() - 1, spec, spec)
+            index = self.findData(spec)
+        self.setCurrentIndex(index)
+        self.spec = spec or None
+        self.chosen.emit(self.spec)
+
+    def _on_activated(self, index: int) -> None:
+        spec = self.itemData(index) or None
+        if spec == CUSTOM:
+            spec, ok = QInputDialog.getText(
+                self, "Custom character set", "Characters and ranges, e.g. 0-9A-F:",
+                text=self.spec or "",
+            )  # fmt: skip
+            if not ok:
+                self.setCurrentIndex(self.findData(self.spec or ""))
+                return
+        try:
+            self.set_spec(spec)
+        except CharjaxError as e:
+            self.setCurrentIndex(self.findData(self.spec or ""))
+            self.refused.emit(str(e))

@@ -74,7 +74,7 @@ class Result:
 
 class _Worker(QObject):
     loaded = Signal(str, object)  # source, PreprocessSpec
-    failed = Signal(str)
+    failed = Signal(str, str)  # message, source of the model still in use ("" if none)
     generator_failed = Signal(str)
     done = Signal(float, object)  # request time (perf_counter), Result
 
@@ -85,17 +85,19 @@ class _Worker(QObject):
 
     @Slot(str)
     def load(self, path: str) -> None:
-        self.predictor = None
+        # The model in use stays until the new one is ready: a failed open must not leave
+        # the user with nothing.
+        kept = self.predictor.source if self.predictor is not None else ""
         try:
             predictor = load_predictor(path)
             # Compile now, for the batch size the GUI uses, so the first stroke is instant.
             predictor.warmup((1,))
         except CharjaxError as e:
-            self.failed.emit(str(e))
+            self.failed.emit(str(e), kept)
             return
         except Exception as e:  # a GUI should say what went wrong, not vanish
             traceback.print_exc()
-            self.failed.emit(f"could not load {path}: {type(e).__name__}: {e}")
+            self.failed.emit(f"could not load {path}: {type(e).__name__}: {e}", kept)
             return
         self.predictor = predictor
         self.loaded.emit(predictor.source, predictor.spec)
@@ -108,24 +110,26 @@ class _Worker(QObject):
             self.reconstruct = None
             self.generator_failed.emit(str(e))
 
-    @Slot(float, object)
-    def predict(self, requested_at: float, image: np.ndarray) -> None:
+    @Slot(float, object, object)
+    def predict(self, requested_at: float, image: np.ndarray, allowed) -> None:
         # Always answer, even with None: the service sends nothing new until it hears back.
         result = None
         try:
             if self.predictor is not None:
-                result = self._predict(image)
+                result = self._predict(image, allowed)
         except Exception:  # keep serving the next drawing; the traceback is for a bug report
             traceback.print_exc()
         self.done.emit(requested_at, result)
 
-    def _predict(self, image: np.ndarray) -> Result:
+    def _predict(self, image: np.ndarray, allowed=None) -> Result:
+        """The Result for canvas pixels uint8 [H, W]; `allowed`: class indices to answer from
+        (`charjax.labels.parse_charset`), None for all."""
         start = time.perf_counter()
         # Preprocessed once: the preview is exactly what the model was given, and the guesses
         # are `rank(probabilities(preprocess(...)))`, the composition `Predictor.predict` (and
         # so `charjax predict` on a saved PNG) runs, so the two can never disagree.
         x = self.predictor.preprocess(image)
-        prediction = self.predictor.rank(self.predictor.probabilities(x), top_k=5)[0]
+        prediction = self.predictor.rank(self.predictor.probabilities(x), 5, allowed)[0]
         predict_ms = (time.perf_counter() - start) * 1000
         reconstruction = None
         if self.reconstruct is not None:
@@ -138,23 +142,25 @@ class PredictionService(QObject):
 
     Signals:
       ready(str, object): a model is loaded and compiled (its source and PreprocessSpec).
-      failed(str): loading failed; the message is for the user.
+      failed(str, str): loading failed; the message is for the user, then the source of the
+        model still in use ("" if none).
       generator_failed(str): the generator could not be loaded.
       result(object): a `Result` for the newest drawing submitted.
     """
 
     ready = Signal(str, object)
-    failed = Signal(str)
+    failed = Signal(str, str)
     generator_failed = Signal(str)
     result = Signal(object)
 
     _load = Signal(str)
     _load_generator = Signal(str)
-    _predict = Signal(float, object)
+    _predict = Signal(float, object, object)
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.is_ready = False
+        self.allowed: tuple[int, ...] | None = None  # the character set answers come from
         self._busy = False
         self._pending: np.ndarray | None = None
         self._thread = QThread()
@@ -193,7 +199,7 @@ class PredictionService(QObject):
     def _send(self, image: np.ndarray) -> None:
         self._busy = True
         self._pending = None
-        self._predict.emit(time.perf_counter(), image)
+        self._predict.emit(time.perf_counter(), image, self.allowed)
 
     def _on_loaded(self, source: str, spec) -> None:
         self.is_ready = True
@@ -201,9 +207,11 @@ class PredictionService(QObject):
         if self._pending is not None and not self._busy:
             self._send(self._pending)
 
-    def _on_failed(self, message: str) -> None:
-        self.is_ready = False
-        self.failed.emit(message)
+    def _on_failed(self, message: str, kept: str) -> None:
+        self.is_ready = bool(kept)
+        self.failed.emit(message, kept)
+        if self._pending is not None and self.is_ready and not self._busy:
+            self._send(self._pending)
 
     def _on_done(self, requested_at: float, result: Result | None) -> None:
         self._busy = False

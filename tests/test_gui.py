@@ -4,20 +4,23 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
-from PySide6.QtGui import QImage, QPointingDevice, QTabletEvent
+from PySide6.QtGui import QImage, QPainter, QPointingDevice, QTabletEvent
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QInputDialog
 from test_generative import trained_runs
 
 import charjax.loaded
+from charjax.apps import display, gui
 from charjax.apps.canvas import Canvas, qimage_to_array
-from charjax.apps.gui import MainWindow, newest_run, save_sample
-from charjax.apps.panels import lookalike_note, lookalike_rows
+from charjax.apps.files import bundled_model, newest_run, save_sample
+from charjax.apps.gui import MainWindow
+from charjax.apps.panels import CUSTOM, char_font, lookalike_note, lookalike_rows
 from charjax.apps.worker import _Worker, load_reconstructor
 from charjax.cli.main import main as charjax_cli
 from charjax.generate import Generator
@@ -317,3 +320,163 @@ def test_pyside_does_not_leak_references_to_none(app):
     for _ in range(1000):
         point.setX(1.0)
     assert before - sys.getrefcount(None) < 500
+
+
+# --- issue 17 items 9-10, issue 14 item 4 ---------------------------------------------------
+
+
+def test_a_missing_xcb_library_is_named_with_its_debian_package(monkeypatch, capsys):
+    missing = {"libxcb-cursor.so.0", "libxcb-keysyms.so.1"}
+    monkeypatch.setattr(display, "loadable", lambda soname: soname not in missing)
+    x11 = {"DISPLAY": ":0"}
+    problem = display.display_problem(x11, "linux")
+    assert "libxcb-cursor.so.0, libxcb-keysyms.so.1" in problem
+    assert problem.endswith("sudo apt-get install libxcb-cursor0 libxcb-keysyms1")
+    # Other platforms do not load the xcb plugin, so nothing is missing for them.
+    for environ in ({"QT_QPA_PLATFORM": "offscreen"}, {"QT_QPA_PLATFORM": "wayland;xcb"},
+                    {"WAYLAND_DISPLAY": "wayland-0", "XDG_SESSION_TYPE": "wayland"}):  # fmt: skip
+        assert display.display_problem(environ, "linux") is None
+    assert display.display_problem({}, "darwin") is None
+    # charjax-gui says it in one line and exits before Qt could abort the process.
+    monkeypatch.setattr(gui.QApplication, "instance", staticmethod(lambda: None))
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(gui, "MainWindow", None)  # never reached
+    assert gui.main([]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("charjax-gui: error: Qt's xcb platform plugin needs")
+    assert err.count("\n") == 1 and "libxcb-cursor0" in err
+
+
+def test_readme_lists_every_xcb_package_the_check_can_ask_for():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert all(package in readme for package in display.XCB_LIBRARIES.values())
+
+
+def test_without_a_display_the_gui_says_so(monkeypatch):
+    monkeypatch.setattr(display, "loadable", lambda soname: True)
+    assert "$DISPLAY is not set" in display.display_problem({}, "linux")
+    assert display.display_problem({"DISPLAY": ":1"}, "linux") is None
+
+
+def test_drawing_takes_the_focus_from_the_label_so_ctrl_z_undoes_a_stroke(app, window):
+    window.activateWindow()
+    window.label_edit.setFocus()
+    QTest.keyClicks(window.label_edit, "A")
+    draw_and_wait(app, window, LETTER_A)
+    focused = window.focusWidget()
+    QTest.keyClick(focused, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert len(window.canvas.strokes) == 1 and window.label_edit.text() == "A"
+
+
+def test_enter_on_an_empty_label_says_what_to_type(app, window):
+    draw_and_wait(app, window, LETTER_A)
+    QTest.keyClick(window.label_edit, Qt.Key.Key_Return)
+    assert "type the character you drew" in window.statusBar().currentMessage()
+    window.label_edit.setText("A")
+    QTest.keyClick(window.label_edit, Qt.Key.Key_Return)  # saved, and back to drawing
+    assert "saved" in window.statusBar().currentMessage() and window.canvas.is_empty()
+    assert window.focusWidget() is window.canvas
+
+
+def test_a_message_about_the_old_drawing_goes_when_the_drawing_changes(app, window):
+    window.save_current_sample()
+    assert window.statusBar().currentMessage() == "draw a character first"
+    draw_and_wait(app, window, LETTER_A[:1])
+    assert window.statusBar().currentMessage() == ""
+    assert window.model_label.text().startswith("model: ")  # which model stays in view
+
+
+def test_a_failed_open_keeps_the_working_model(app, window, tmp_path):
+    working = window.model_label.text()
+    (tmp_path / "empty").mkdir()
+    window.open_checkpoint(tmp_path / "empty")
+    wait_until(app, lambda: "Cannot use this model" in window.banner.text())
+    assert "Still using" in window.banner.text() and window.service.is_ready
+    assert window.model_label.text() == working
+    draw_and_wait(app, window, LETTER_A)  # still predicts
+    assert len(window.predictions.chars) == 5
+
+
+def test_a_failed_first_open_points_to_the_bundled_model(app, tmp_path):
+    (tmp_path / "empty").mkdir()
+    win = MainWindow(checkpoint=tmp_path / "empty")
+    wait_until(app, lambda: "Cannot use this model" in win.banner.text())
+    assert "Open bundled model" in win.banner.text()
+    assert str(bundled_model()) in win.banner.text()
+    win.close()
+
+
+def test_the_banner_shows_all_its_text_and_the_window_shrinks_after_it(app, window):
+    before = window.height()
+    window._show_problem("<b>Cannot use this model.</b><br>" + "a long reason " * 60 + "END")
+    app.processEvents()
+    banner = window.banner
+    assert banner.height() >= banner.heightForWidth(banner.width())  # nothing cut off
+    assert window.height() > before
+    window._hide_banner()
+    app.processEvents()
+    assert window.height() == before
+
+
+def test_l_and_I_are_drawn_differently_in_the_top5(app):
+    def ink(char):
+        image = QImage(80, 80, QImage.Format.Format_RGB32)
+        image.fill(0xFFFFFFFF)
+        painter = QPainter(image)
+        painter.setFont(char_font(QApplication.font()))
+        painter.drawText(image.rect(), Qt.AlignmentFlag.AlignCenter, char)
+        painter.end()
+        return qimage_to_array(image) < 128
+
+    # A bare vertical bar has the same ink width on every row: the sans-serif l (and I), which
+    # differ only by a little height. Serifs, a foot or a tail are what tells them apart.
+    for char in "lI":
+        widths = ink(char).sum(axis=1)
+        widths = widths[widths > 0]
+        assert widths.max() >= 1.5 * np.median(widths), f"{char} is drawn as a bare bar"
+    assert (ink("l") != ink("I")).sum() > 20
+
+
+def test_charset_restricts_the_guesses_like_predict_does(app, window):
+    window.set_charset("digits")
+    assert window.charset.currentText() == "Digits 0-9"
+    result = draw_and_wait(app, window, LETTER_A)
+    assert set(result.prediction.chars) <= set("0123456789")
+    expected = window.service._worker.predictor.predict(window.canvas.to_array(), charset="digits")
+    assert result.prediction == expected[0]
+    # Back to all 62 re-predicts the drawing as it is.
+    shown = window.results_shown
+    window.charset.set_spec(None)
+    wait_until(app, lambda: window.results_shown > shown)
+    assert (
+        window.last_result.prediction
+        == window.service._worker.predictor.predict(window.canvas.to_array())[0]
+    )
+
+
+def test_charset_menu_custom_entry(app, window, monkeypatch):
+    chooser = window.charset
+    custom = chooser.findData(CUSTOM)
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("0-9A-F", True))
+    chooser.activated.emit(custom)
+    assert chooser.spec == "0-9A-F" and chooser.currentText() == "0-9A-F"
+    assert window.service.allowed == tuple(range(16))
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("0-9#", True))
+    chooser.activated.emit(chooser.findData(CUSTOM))
+    assert chooser.spec == "0-9A-F" and chooser.currentText() == "0-9A-F"  # unchanged
+    assert "'#' is not one of the 62 classes" in window.statusBar().currentMessage()
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("AB", True))
+    chooser.activated.emit(chooser.findData(CUSTOM))
+    assert chooser.findData("0-9A-F") < 0  # one custom entry, the newest
+    assert [chooser.itemText(i) for i in range(chooser.count())][-2:] == ["AB", "Custom..."]
+
+
+def test_gui_charset_option(app, tiny_run, capsys):
+    assert gui.parse_args(["--charset", "upper"]).charset == "upper"
+    with pytest.raises(SystemExit) as exit_:
+        gui.parse_args(["--charset", "A-z"])
+    assert exit_.value.code == 2 and "range A-z must run forward" in capsys.readouterr().err
+    win = MainWindow(checkpoint=tiny_run, charset="0-9A-F")
+    assert win.charset.currentText() == "0-9A-F" and win.service.allowed == tuple(range(16))
+    win.close()
