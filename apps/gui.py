@@ -41,6 +41,7 @@ from charjax.apps.panels import (
 from charjax.apps.worker import PredictionService, Result
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES, parse_charset
+from charjax.preprocess import NO_INK
 
 # While the pen moves, predict at most this often; a finished stroke is predicted at once.
 THROTTLE_MS = 100
@@ -292,13 +293,18 @@ class MainWindow(QMainWindow):
             return  # cleared while this drawing was being predicted
         self.last_result = result
         self.preview.show_array(result.preview)
-        self.predictions.show_prediction(result.prediction)
+        if result.prediction.blank:  # a click or a speck: say so rather than guess
+            self.predictions.show_message(NO_INK)
+        else:
+            self.predictions.show_prediction(result.prediction)
         self.note.setText(lookalike_note(result.prediction))
         self.timing.setText(
             f"predicted in {result.predict_ms:.1f} ms (on screen after {result.latency_ms:.0f} ms)"
         )
         if result.reconstruction is not None:
             self.reconstruction.show_array(result.reconstruction)
+        elif result.prediction.blank:
+            self.reconstruction.show_message("")
         self.results_shown += 1
 
     # --- samples --------------------------------------------------------------------------

@@ -19,9 +19,9 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from charjax.errors import CharjaxError
 from charjax.generate import Generator
 from charjax.labels import char_to_index
-from charjax.predict import Prediction, Predictor
+from charjax.predict import BLANK, Prediction, Predictor
 from charjax.predict import load as load_predictor
-from charjax.preprocess import PreprocessSpec
+from charjax.preprocess import PreprocessSpec, has_ink
 from charjax.viz.glyphs import to_paper
 
 # A generator's view of a drawing: (raw canvas uint8 [H, W], the classifier's top-1 character,
@@ -59,7 +59,8 @@ class Result:
 
     Attributes:
       preview: uint8 [S, S], exactly what the model was given (`charjax.preprocess`).
-      prediction: the top-5, best first.
+      prediction: the top-5, best first, or `charjax.predict.BLANK` for too little ink (a
+        click, a speck), which the window says instead of guessing.
       predict_ms: preprocessing + forward pass, measured in the worker.
       latency_ms: from the UI's request to this result arriving back on the UI thread.
       reconstruction: the generator's output, if one is loaded.
@@ -128,11 +129,15 @@ class _Worker(QObject):
         # Preprocessed once: the preview is exactly what the model was given, and the guesses
         # are `rank(probabilities(preprocess(...)))`, the composition `Predictor.predict` (and
         # so `charjax predict` on a saved PNG) runs, so the two can never disagree.
+        # A blank drawing is BLANK here as in `Predictor.predict`, through the same `has_ink`.
         x = self.predictor.preprocess(image)
-        prediction = self.predictor.rank(self.predictor.probabilities(x), 5, allowed)[0]
+        if has_ink(x[0]):
+            prediction = self.predictor.rank(self.predictor.probabilities(x), 5, allowed)[0]
+        else:
+            prediction = BLANK
         predict_ms = (time.perf_counter() - start) * 1000
         reconstruction = None
-        if self.reconstruct is not None:
+        if self.reconstruct is not None and not prediction.blank:
             reconstruction = self.reconstruct(image, prediction.top1, (self.predictor.spec, x))
         return Result(x[0], prediction, predict_ms, 0.0, reconstruction)
 

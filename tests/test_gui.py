@@ -26,7 +26,7 @@ from charjax.cli.main import main as charjax_cli
 from charjax.generate import Generator
 from charjax.labels import char_to_index
 from charjax.predict import Prediction, load
-from charjax.preprocess import preprocess
+from charjax.preprocess import NO_INK, preprocess
 from charjax.viz.glyphs import to_paper
 
 # A capital A in canvas pixels: two slanted strokes and a bar.
@@ -436,6 +436,15 @@ def test_l_and_I_are_drawn_differently_in_the_top5(app):
         widths = widths[widths > 0]
         assert widths.max() >= 1.5 * np.median(widths), f"{char} is drawn as a bare bar"
     assert (ink("l") != ink("I")).sum() > 20
+
+
+def test_a_single_click_is_too_little_ink_to_read_not_a_guess(app, window):
+    result = draw_and_wait(app, window, [[(200, 200)]])  # pen down and up at one point
+    assert result.prediction.blank and window.predictions.chars == ()
+    assert window.predictions.message == NO_INK == "too little ink to read"
+    assert window.preview.array is not None  # what the model was given is still shown
+    draw_and_wait(app, window, LETTER_A)  # a real character is read again
+    assert len(window.predictions.chars) == 5
 
 
 def test_charset_restricts_the_guesses_like_predict_does(app, window):
