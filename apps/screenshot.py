@@ -50,7 +50,7 @@ def render(checkpoint, out: Path, strokes=LETTER_S) -> Path:
     window = MainWindow(checkpoint=checkpoint)
     window.show()
     failed = []
-    window.service.failed.connect(failed.append)
+    window.service.failed.connect(lambda message, _kept: failed.append(message))
     try:
         if not _wait(app, lambda: window.service.is_ready or failed, timeout=300) or failed:
             raise SystemExit(f"screenshot: cannot load {checkpoint}: {''.join(failed)}")
