@@ -31,7 +31,8 @@ from charjax.evaluate import describe, evaluate_checkpoint
     "--json",
     "as_json",
     is_flag=True,
-    help="Print exactly one JSON object (n, top1, top5, top1_case_insensitive, per_class).",
+    help="Print exactly one JSON object (n, top1, top5, top1_case_insensitive, per_class; "
+    "with --charset also charset and excluded).",
 )
 @click.option(
     "--report",
