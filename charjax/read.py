@@ -56,7 +56,8 @@ class ReadConfig:
       segment: how glyphs are found (`charjax.segment.SegmentConfig`).
       top_k: guesses kept per glyph (in the JSON, and for the word-level prior).
       max_span: most cut slices one glyph may span in the cut search.
-      max_aspect: widest glyph hypothesis, in line heights (an `M` or `W` is about 1.1).
+      max_aspect: widest glyph in the cut search, in cap heights (a written `m` can reach
+        about 1.3).
       glyph_bonus: log-score added per glyph in the cut search; above zero favours more,
         narrower glyphs.
       space: a gap wider than this many x-heights separates words, unless the line's own
@@ -201,19 +202,26 @@ class Reader:
         return Reading("\n".join(line.text for line in lines), tuple(lines))
 
     def _hypotheses(self, groups: list[list[Group]], ink: np.ndarray) -> _Hypotheses:
+        """The glyph hypotheses of every group: each slice between its cuts, and each run of
+        up to `max_span` slices that is not too wide for one glyph."""
         hyps = _Hypotheses()
         for line_groups in groups:
-            ref = float(np.median([g.height for g in line_groups])) if line_groups else 1.0
+            # About the cap height: most groups are glyphs, the taller ones capitals.
+            ref = float(np.percentile([g.height for g in line_groups], 80)) if line_groups else 1.0
             for group in line_groups:
                 cols = (group.box[0], *group.cuts, group.box[2])
-                spans = {}
-                for i in range(len(cols) - 1):
-                    for j in range(i + 1, min(i + self.config.max_span, len(cols) - 1) + 1):
-                        wide = cols[j] - cols[i] > self.config.max_aspect * ref
-                        if wide and j > i + 1 and (i, j) != (0, len(cols) - 1):
+                n = len(cols) - 1
+                wanted = set()
+                widest = self.config.max_aspect * ref
+                for i in range(n):
+                    for j in range(i + 1, min(i + self.config.max_span, n) + 1):
+                        if j > i + 1 and cols[j] - cols[i] > widest:
                             break
-                        spans[(i, j)] = len(hyps.images)
-                        hyps.images.append(piece(group, ink, cols[i], cols[j]))
+                        wanted.add((i, j))
+                spans = {}
+                for i, j in sorted(wanted):
+                    spans[(i, j)] = len(hyps.images)
+                    hyps.images.append(piece(group, ink, cols[i], cols[j]))
                 hyps.spans.append(spans)
         return hyps
 

@@ -25,7 +25,8 @@ class SegmentConfig:
     """How glyphs are found; all lengths are fractions of the line's typical glyph height.
 
     Attributes:
-      threshold: a pixel is ink above this fraction of the ink range.
+      threshold: a pixel is ink above this fraction of the ink range (as in PreprocessSpec;
+        higher thresholds break the hairlines of high-contrast serif faces).
       max_side: images with a longer side are scaled down to it first (a phone photo of a
         note is 4000 px; the classifier sees 32 px glyphs, so detail past this is wasted).
       speck: groups smaller than this (both sides) are noise or punctuation, dropped.
@@ -36,7 +37,7 @@ class SegmentConfig:
         widths (a connecting stroke crossed at a slant is up to about twice one width).
     """
 
-    threshold: float = 0.35
+    threshold: float = 0.2
     max_side: int = 3000
     speck: float = 0.12
     flat: float = 0.22

@@ -76,7 +76,7 @@ def test_generated_printed_and_hand_printed_lines_are_mostly_read(reader):
 
 def test_dots_of_i_and_j_join_their_stems():
     ink, _ = text_ink(render_print("iji", SANS, 48))
-    mask = ink > 0.35
+    mask = ink > 0.2
     (top, bottom), = find_lines(mask)  # fmt: skip
     assert len(find_groups(mask, top, bottom)) == 3
 
@@ -91,7 +91,7 @@ def test_touching_glyphs_are_split_by_the_cut_search(reader):
         x += font.getlength(char) - 6  # 6 px of each advance overlap
     line = np.asarray(image)
     ink, _ = text_ink(line)
-    mask = ink > 0.35
+    mask = ink > 0.2
     (top, bottom), = find_lines(mask)  # fmt: skip
     assert len(find_groups(mask, top, bottom)) < 3  # some letters touch
     assert reader.read(line).text == "mon"

@@ -266,3 +266,32 @@ def _scaled(image: np.ndarray, factor: float) -> np.ndarray:
     h, w = image.shape
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+
+
+def align(got: str, want: str) -> list[tuple[str | None, str | None]]:
+    """A minimum edit alignment of a reading with the truth: (got char, wanted char) pairs,
+    None on the side of an insertion or deletion."""
+    n, m = len(got), len(want)
+    cost = np.zeros((n + 1, m + 1), np.int32)
+    cost[:, 0], cost[0, :] = np.arange(n + 1), np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            cost[i, j] = min(cost[i - 1, j] + 1, cost[i, j - 1] + 1,
+                             cost[i - 1, j - 1] + (got[i - 1] != want[j - 1]))  # fmt: skip
+    pairs, i, j = [], n, m
+    while i or j:
+        if i and j and cost[i, j] == cost[i - 1, j - 1] + (got[i - 1] != want[j - 1]):
+            pairs.append((got[i - 1], want[j - 1]))
+            i, j = i - 1, j - 1
+        elif i and cost[i, j] == cost[i - 1, j] + 1:
+            pairs.append((got[i - 1], None))
+            i -= 1
+        else:
+            pairs.append((None, want[j - 1]))
+            j -= 1
+    return pairs[::-1]
+
+
+def char_errors(got: str, want: str) -> int:
+    """Edits (insertions, deletions, substitutions) that turn the reading into the truth."""
+    return sum(a != b for a, b in align(got, want))
