@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from charjax.labels import CLASSES
+from charjax.labels import CLASSES, parse_charset, restrict
 from charjax.preprocess import load_image, preprocess
 from charjax.read_context import (
     LineGeometry,
     apply_case,
-    apply_charset,
     best_sequence,
     fold_probs,
     line_geometry,
@@ -152,13 +151,14 @@ class Reader:
     Args:
       predictor: the classifier (`charjax.load(...)`).
       config: a ReadConfig.
-      charset: restrict readings to these characters (None: all 62 classes).
+      charset: read only these characters (`charjax.labels.parse_charset`: a name such as
+        digits or upper, or characters and ranges such as 0-9A-F); None reads all 62.
     """
 
     def __init__(self, predictor, config: ReadConfig = ReadConfig(), charset: str | None = None):
         self.predictor = predictor
         self.config = config
-        self.charset = charset
+        self.allowed = None if charset is None else parse_charset(charset)
 
     def read(self, image) -> Reading:
         """Reads one image: a PIL image, an array, or a file path."""
@@ -182,7 +182,8 @@ class Reader:
         probs = self.predictor.probabilities(
             np.stack([preprocess(im, self.predictor.spec) for im in hyps.images])
         ) if hyps.images else np.zeros((0, len(CLASSES)), np.float32)  # fmt: skip
-        probs = apply_charset(probs, self.charset)
+        if self.allowed is not None:
+            probs = restrict(probs, self.allowed)
         # Case-folded confidence: whether a slice is a glyph, not which case it is.
         score = np.log(fold_probs(probs).max(axis=1, initial=0.0) + 1e-6)
         lines, k = [], 0

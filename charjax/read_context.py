@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charjax.errors import CharjaxError
 from charjax.labels import CLASSES
 
 # Lower-case letters whose capital has the same shape (only the size differs).
@@ -58,17 +57,6 @@ class LineGeometry:
 def fold_probs(probs: np.ndarray) -> np.ndarray:
     """[N, 62] -> [N, 36]: digits, then each letter with both its cases summed."""
     return np.concatenate([probs[:, :10], probs[:, 10:36] + probs[:, 36:62]], axis=1)
-
-
-def apply_charset(probs: np.ndarray, charset: str | None) -> np.ndarray:
-    """Keeps only the classes in `charset` (renormalised); None keeps all."""
-    if charset is None:
-        return probs
-    keep = np.array([c in charset for c in CLASSES])
-    if not keep.any():
-        raise CharjaxError("the charset holds none of the 62 classes (0-9, A-Z, a-z)")
-    kept = probs * keep
-    return kept / np.maximum(kept.sum(axis=1, keepdims=True), 1e-12)
 
 
 def line_geometry(boxes, probs: np.ndarray) -> LineGeometry:

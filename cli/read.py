@@ -5,21 +5,10 @@ import json
 import click
 
 from charjax.errors import CharjaxError
-from charjax.labels import CLASSES
+from charjax.labels import parse_charset
 from charjax.predict import load
 from charjax.read import Reader
 from charjax.viz.reading import save_reading_picture
-
-
-def _charset(value: str | None) -> str | None:
-    if value is None:
-        return None
-    unknown = sorted(set(value) - set(CLASSES))
-    if unknown or not value:
-        raise CharjaxError(
-            f"--charset takes characters from 0-9, A-Z, a-z; got {''.join(unknown)!r}"
-        )
-    return value
 
 
 @click.command()
@@ -35,7 +24,12 @@ def _charset(value: str | None) -> str | None:
     default=None,
     help="Write a picture of the boxes and the reading over the image (one IMAGE only).",
 )
-@click.option("--charset", default=None, help="Read only these characters, e.g. 0123456789.")
+@click.option(
+    "--charset",
+    default=None,
+    help="Read only these characters: digits, upper, lower, letters, alnum, or a set such as "
+    "0-9A-F.",
+)
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 def read(checkpoint, as_json, show, charset, images):
     """Read the words and lines of text in each IMAGE.
@@ -50,7 +44,9 @@ def read(checkpoint, as_json, show, charset, images):
     """
     if show and len(images) != 1:
         raise CharjaxError("--show draws one reading; give one IMAGE with it")
-    reader = Reader(load(checkpoint), charset=_charset(charset))
+    if charset is not None:
+        parse_charset(charset)  # a typo fails before the model loads
+    reader = Reader(load(checkpoint), charset=charset)
     for path in images:
         reading = reader.read(path)
         if as_json:
