@@ -9,8 +9,21 @@ Each step directory has three items, so a predictor reads only what it needs:
     model   {"params", "batch_stats"}
     train   {"step", "opt_state", "rng"}
     meta    JSON: run config, preprocessing spec, data description, iterator state, metrics
+
+A step that cannot be read (a truncated array file, a deleted item) is skipped for the next
+older one, with a `CharjaxWarning` that names it and says why: `load_for_inference` tries a
+workdir's best/ steps and then its checkpoints/; a resume tries checkpoints/ newest first and
+moves the damaged steps to WORKDIR/damaged/ (so training can write those steps again), never
+deleting them.
 """
 
+import gc
+import logging
+import shutil
+import sys
+import warnings
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +31,29 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from charjax.errors import CharjaxError
+from charjax.errors import CharjaxError, CharjaxWarning
 
 ITEMS = ("model", "train", "meta")
+DAMAGED = "damaged"  # WORKDIR/damaged/checkpoints-STEP: steps a resume could not restore
+
+
+def damage(error: BaseException) -> str | None:
+    """What a damaged or missing checkpoint file says, in one short line; None for a bug.
+
+    orbax-checkpoint 0.12 raises, for garbage or truncated JSON, JSONDecodeError; for damaged
+    array data, a bare Exception carrying the whole TensorStore spec (tens of lines), caused
+    by tensorstore's ValueError ("OUT_OF_RANGE ...", "ZSTD_decompressStream() failed"); for a
+    deleted item, FileNotFoundError. So the chain of causes is searched for an OSError or a
+    ValueError, and only its first line is kept.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError | ValueError):
+            line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            return line if len(line) <= 300 else line[:297] + "..."
+        error = error.__cause__
+    return None
 
 
 def _manager(directory: Path, max_to_keep: int):
@@ -45,13 +78,35 @@ def _save_args(items: dict[str, Any], meta: dict[str, Any]):
     )
 
 
+def attempt(read: Callable[[], Any]) -> tuple[Any, str | None]:
+    """(read(), None), or (None, why) when it fails on damaged files (`damage`).
+
+    Orbax leaves the coroutines and asyncio tasks of a failed read behind; collected later,
+    each prints the error again with its TensorStore spec ("Exception ignored in ...", "Task
+    exception was never retrieved": tens of lines), so they are collected here, quietly.
+    """
+    try:
+        return read(), None
+    except Exception as e:  # orbax raises a bare Exception; `damage` sorts it out
+        reason = damage(e)
+        if reason is None:
+            raise  # a bug keeps its traceback
+    hook, log = sys.unraisablehook, logging.getLogger("asyncio")
+    disabled, log.disabled, sys.unraisablehook = log.disabled, True, lambda _: None
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook, log.disabled = hook, disabled
+    return None, reason
+
+
 class RunCheckpoints:
     """The latest and best checkpoints of one workdir."""
 
     def __init__(self, workdir, keep_latest: int = 2):
-        workdir = Path(workdir)
-        self.latest = _manager(workdir / "checkpoints", keep_latest)
-        self.best = _manager(workdir / "best", 1)
+        self.workdir, self.keep_latest = Path(workdir), keep_latest
+        self.latest = _manager(self.workdir / "checkpoints", keep_latest)
+        self.best = _manager(self.workdir / "best", 1)
 
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
@@ -69,21 +124,58 @@ class RunCheckpoints:
     def restore_latest(self, abstract_items: dict[str, Any]) -> tuple[dict[str, Any], dict]:
         """Restores model + train items with the shapes, dtypes and shardings of the template.
 
+        Steps that cannot be restored (damaged files) are skipped for the next older one and
+        moved to WORKDIR/damaged/, with a `CharjaxWarning` saying which, why and where.
+
         Args:
           abstract_items: {"model": ..., "train": ...} of jax.ShapeDtypeStruct (with shardings).
         Returns:
-          (items, meta) of the latest step.
+          (items, meta) of the newest step that restores.
+        Raises:
+          CharjaxError: when no step restores (nothing is moved then).
         """
-        step = self.latest.latest_step()
-        restored = self.latest.restore(
-            step,
-            args=ocp.args.Composite(
-                model=ocp.args.StandardRestore(abstract_items["model"]),
-                train=ocp.args.StandardRestore(abstract_items["train"]),
-                meta=ocp.args.JsonRestore(),
-            ),
+        args = ocp.args.Composite(
+            model=ocp.args.StandardRestore(abstract_items["model"]),
+            train=ocp.args.StandardRestore(abstract_items["train"]),
+            meta=ocp.args.JsonRestore(),
         )
-        return {"model": restored["model"], "train": restored["train"]}, restored["meta"]
+        skipped: list[tuple[int, str]] = []
+        for step in sorted(self.latest.all_steps(), reverse=True):
+            restored, reason = attempt(partial(self.latest.restore, step, args=args))
+            if reason is not None:
+                skipped.append((step, reason))
+                continue
+            if skipped:
+                self._set_aside(skipped, step)
+            return {"model": restored["model"], "train": restored["train"]}, restored["meta"]
+        where = self.workdir / "checkpoints"
+        raise CharjaxError(
+            f"no checkpoint in {where} can be restored ("
+            + "; ".join(f"step {s}: {r}" for s, r in skipped)
+            + "); move the workdir aside to start again"
+        )
+
+    def _set_aside(self, skipped: list[tuple[int, str]], restored_step: int) -> None:
+        """Moves damaged steps out of checkpoints/ (orbax would refuse to save those steps
+        again, and keeping them there would hide them among good ones), and says so."""
+        self.latest.close()
+        aside = self.workdir / DAMAGED
+        for step, reason in skipped:
+            target = aside / f"checkpoints-{step}"
+            if jax.process_index() == 0:  # one shared folder, one mover
+                aside.mkdir(exist_ok=True)
+                if target.exists():  # the same step damaged twice: keep both copies
+                    target = aside / f"checkpoints-{step}-{len(list(aside.iterdir()))}"
+                shutil.move(self.workdir / "checkpoints" / str(step), target)
+            warnings.warn(
+                CharjaxWarning(
+                    f"checkpoint step {step} cannot be restored ({reason}); moved it to "
+                    f"{target} (delete it when you no longer need it) and resumed from step "
+                    f"{restored_step}"
+                ),
+                stacklevel=2,
+            )
+        self.latest = _manager(self.workdir / "checkpoints", self.keep_latest)
 
     def wait(self) -> None:
         self.latest.wait_until_finished()
@@ -122,33 +214,78 @@ def find_checkpoint(path) -> tuple[Path, int]:
     )
 
 
+def _step_dirs(path) -> list[Path]:
+    """The step directories `load_for_inference` tries for `path`, in order: the one step
+    directory given; a manager directory's steps newest first; a workdir's best/ steps and
+    then its checkpoints/ steps, each newest first."""
+    directory, step = find_checkpoint(path)
+    path = Path(path)
+    if directory == path.parent and path.name == str(step):
+        return [path]
+    managers = [directory]
+    if directory == path / "best":
+        managers.append(path / "checkpoints")
+    out = []
+    for manager in managers:
+        steps = (
+            [int(p.name) for p in manager.iterdir() if p.name.isdigit()] if manager.is_dir() else []
+        )
+        out += [
+            manager / str(s)
+            for s in sorted(steps, reverse=True)
+            if (manager / str(s) / "meta").is_dir()
+        ]
+    return out
+
+
+def _read_step(step_dir: Path) -> tuple[dict[str, Any], Any]:
+    """(model variables, meta) of one step directory, onto one local device."""
+    with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as checkpointer:
+        meta = checkpointer.restore(step_dir / "meta")
+    with ocp.StandardCheckpointer() as checkpointer:
+        # Onto one local device, whatever mesh saved it: without a target orbax insists on
+        # the saved topology, so a model trained on 2 processes or 8 GPUs would not load.
+        saved = ocp.StandardCheckpointHandler().metadata(step_dir / "model").tree
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved
+        )
+        model = checkpointer.restore(step_dir / "model", target)
+    return model, meta
+
+
 def load_for_inference(path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Loads (model variables, meta) from a checkpoint for prediction or evaluation.
 
     Only the "model" and "meta" items of one step are read; arrays land on the default device.
+    A step that cannot be read is skipped for the next one `_step_dirs` lists, with a
+    `CharjaxWarning`. The meta gets `loaded_from`: the step directory read.
+
+    Raises:
+      CharjaxError: no step can be read, or it is not a charjax checkpoint.
     """
-    directory, step = find_checkpoint(path)
-    step_dir = (directory / str(step)).absolute()
-    try:
-        with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as checkpointer:
-            meta = checkpointer.restore(step_dir / "meta")
-        with ocp.StandardCheckpointer() as checkpointer:
-            # Onto one local device, whatever mesh saved it: without a target orbax insists on
-            # the saved topology, so a model trained on 2 processes or 8 GPUs would not load.
-            saved = ocp.StandardCheckpointHandler().metadata(step_dir / "model").tree
-            device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-            target = jax.tree.map(
-                lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved
+    skipped: list[tuple[Path, str]] = []
+    for step_dir in _step_dirs(path):
+        step_dir = step_dir.absolute()
+        read, reason = attempt(partial(_read_step, step_dir))
+        if reason is not None:
+            skipped.append((step_dir, reason))
+            continue
+        model, meta = read
+        if not isinstance(meta, dict) or "config" not in meta or "preprocess" not in meta:
+            raise CharjaxError(f"{step_dir} is not a charjax checkpoint (no run config)")
+        for bad, reason in skipped:
+            warnings.warn(
+                CharjaxWarning(
+                    f"skipped the checkpoint at {bad}, which cannot be read ({reason}); "
+                    f"using {step_dir}"
+                ),
+                stacklevel=2,
             )
-            model = checkpointer.restore(step_dir / "model", target)
-    except (OSError, ValueError) as e:
-        # What damaged or missing files raise (orbax-checkpoint 0.12): garbage or truncated
-        # JSON -> JSONDecodeError, damaged array data -> ValueError from tensorstore, a deleted
-        # item -> FileNotFoundError. Anything else is a bug and keeps its traceback.
-        raise CharjaxError(f"cannot read the checkpoint at {step_dir}: {e}") from None
-    if not isinstance(meta, dict) or "config" not in meta or "preprocess" not in meta:
-        raise CharjaxError(f"{step_dir} is not a charjax checkpoint (no run config)")
-    return model, meta
+        return model, {**meta, "loaded_from": str(step_dir)}
+    (first, reason), *older = skipped
+    also = f" (nor can the {len(older)} older ones)" if older else ""
+    raise CharjaxError(f"cannot read the checkpoint at {first}: {reason}{also}")
 
 
 def check_variables(model, variables, image_size: int, where: str) -> None:

@@ -1,6 +1,10 @@
 """The `charjax` command: a click group whose subcommands live one module per area."""
 
+import errno
+import logging
+import re
 import sys
+import warnings
 
 import click
 
@@ -14,7 +18,7 @@ from charjax.cli.models import models
 from charjax.cli.predict import predict
 from charjax.cli.read import read
 from charjax.cli.train import train
-from charjax.errors import CharjaxError
+from charjax.errors import CharjaxError, CharjaxWarning
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -46,8 +50,62 @@ cli.add_command(models)
 cli.add_command(demo)
 
 
+# A full disk, a read-only or forbidden place to write, a lost network share: the user's to
+# fix, and a traceback would bury the one line that says so.
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+# charjax.atomic writes into `.NAME.tmp-XXXXXXXX[.SUFFIX]` first; the user knows NAME.
+_TEMP_NAME = re.compile(r"\.([^/]+)\.tmp-[0-9a-f]{8}(\.[^/]*)?(?=/|$)")
+
+
+def environment_error(error: BaseException) -> str | None:
+    """One line for an OSError of `_ENVIRONMENT_ERRNOS` (or an error it caused, as orbax and
+    tensorstore wrap them), else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _ENVIRONMENT_ERRNOS:
+            what = _ENVIRONMENT_ERRNOS[error.errno]
+            if not error.filename:
+                return what
+            return _TEMP_NAME.sub(r"\1\2", str(error.filename)) + f": {what}"
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def main(argv=None) -> None:
-    """Entry point: user errors become one line on stderr and exit code 2, no traceback."""
+    """Entry point: user errors become one line on stderr and exit code 2, no traceback;
+    a `CharjaxWarning` becomes one `charjax: warning:` line."""
+    with warnings.catch_warnings():
+        default = warnings.showwarning
+
+        def show(message, category, *args, **kwargs):
+            if issubclass(category, CharjaxWarning):
+                click.echo(f"charjax: warning: {message}", err=True)
+            else:
+                default(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        # orbax logs through absl what it then raises (a failed background save, with its
+        # traceback) and warns about the leftovers of a killed save it cleans up itself; the
+        # raised error becomes one line here, so the log would only bury it.
+        absl = logging.getLogger("absl")
+        level = absl.level
+        absl.setLevel(logging.CRITICAL)
+        try:
+            _main(argv)
+        finally:
+            absl.setLevel(level)
+
+
+def _main(argv) -> None:
     try:
         cli.main(args=argv, prog_name="charjax", standalone_mode=False)
     except CharjaxError as e:
@@ -73,6 +131,12 @@ def main(argv=None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except Exception as e:
+        line = environment_error(e)
+        if line is None:
+            raise  # a bug keeps its traceback
+        click.echo(f"charjax: error: {line}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

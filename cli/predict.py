@@ -6,7 +6,8 @@ import click
 
 from charjax.errors import CharjaxError
 from charjax.labels import parse_charset
-from charjax.predict import NO_INK, load
+from charjax.predict import load
+from charjax.preprocess import NO_INK
 
 
 @click.command()
@@ -42,6 +43,8 @@ def predict(checkpoint, top_k, as_json, charset, images):
     predictor = load(checkpoint)
     answers = predictor.predict_files(images, top_k=top_k, charset=charset)
     for path, answer in zip(images, answers, strict=True):
+        if isinstance(answer, CharjaxError) and len(images) == 1:
+            raise answer  # one file: its error is the one line
         if isinstance(answer, CharjaxError):
             click.echo(f"charjax: error: {answer}", err=True)
             if as_json:
