@@ -16,6 +16,7 @@ from charjax.errors import CharjaxError
 from charjax.preprocess import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 SCHEDULES = ("cosine", "constant")
+FREEZE = ("none", "backbone")
 
 # Options that may change when a run is resumed: they affect bookkeeping, not the state. (The
 # compute dtype is one: params and optimizer state are float32 whatever it is, and "auto"
@@ -66,6 +67,9 @@ class TrainConfig:
       beta: weight of the KL term in a VAE's loss (reconstruction + beta * KL).
       dtype: compute dtype of the model: "float32", "bfloat16", or "auto" (bfloat16 on GPU/TPU,
         float32 on CPU; see `charjax.backend.compute_dtype`). Params stay float32.
+      init_from: start from this classifier's params and batch statistics: "pretrained" (the
+        bundled model) or a run or checkpoint directory (see `charjax.finetune`).
+      freeze: with `init_from`, "backbone" trains only the last dense layer; "none" all.
     """
 
     arch: str = "resnet-small"
@@ -90,6 +94,8 @@ class TrainConfig:
     latent_dim: int | None = None
     beta: float = 1.0
     dtype: str = "auto"
+    init_from: str | None = None
+    freeze: str = "none"
 
     def __post_init__(self):
         checks = [
@@ -124,6 +130,8 @@ class TrainConfig:
                 self.dtype in DTYPES,
                 f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}",
             ),
+            (self.freeze in FREEZE, f"unknown freeze {self.freeze!r}; choose none or backbone"),
+            (self.freeze == "none" or self.init_from, "--freeze backbone needs --init-from"),
         ]
         for ok, message in checks:
             if not ok:

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from charjax import distributed, parallel
+from charjax import distributed, finetune, parallel
 from charjax.atomic import write_json_atomic
 from charjax.checkpoint import RunCheckpoints
 from charjax.config import TrainConfig
@@ -157,6 +157,12 @@ def _run_info(config: TrainConfig, cache, total_steps: int) -> dict[str, Any]:
             "counts": cache.meta.get("counts"),
         },
         "total_steps": total_steps,
+        # A fine-tuning run records where it started (config.init_from is what was asked).
+        **(
+            {"init_from": finetune.load_source(config.init_from).provenance()}
+            if config.init_from
+            else {}
+        ),
     }
 
 
@@ -340,6 +346,9 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
     model, objective = build_model(config), objective_for(config)
     _check_config_matches(workdir, config)
     cache, train_arrays, val_arrays = _load_data(config, progress)
+    if config.init_from:  # validation on small data: see charjax.finetune
+        finetune.check_data(config, cache)
+        val_arrays = finetune.validation_arrays(config, say)
     steps_per_epoch = len(train_arrays["label"]) // config.batch_size
     total_steps = config.steps or math.ceil(config.epochs * steps_per_epoch)
     schedule = make_schedule(config, total_steps)
@@ -354,6 +363,9 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
     if restored is not None:
         state, iterator_state, best = restored
         say(f"Resuming {workdir} from step {int(state.step)} of {total_steps}.")
+    elif config.init_from:
+        state = finetune.initial_state(state, config, mesh)
+        say(f"Starting from {finetune.load_source(config.init_from).provenance()['path']}.")
     if is_main:
         write_json_atomic(workdir / "config.json", run_info)
     say(

@@ -22,6 +22,7 @@ from jax.sharding import Mesh
 from charjax import parallel
 from charjax.augment import AugmentConfig, augment_batch
 from charjax.config import TrainConfig
+from charjax.finetune import freeze_transform
 from charjax.losses import Objective, objective_for
 from charjax.preprocess import model_input
 
@@ -75,7 +76,8 @@ def make_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
 def make_optimizer(config: TrainConfig, schedule: optax.Schedule) -> optax.GradientTransformation:
     # Decay only kernels (ndim > 1): decaying biases and norm scales just fights the norm layers.
     decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
-    return optax.adamw(schedule, weight_decay=config.weight_decay, mask=decay_mask)
+    tx = optax.adamw(schedule, weight_decay=config.weight_decay, mask=decay_mask)
+    return freeze_transform(config, tx)  # --freeze backbone: only the output layer moves
 
 
 def create_train_state(
@@ -118,6 +120,7 @@ def train_step(
     schedule: optax.Schedule,
     augment: AugmentConfig,
     objective: Objective,
+    frozen_stats: bool = False,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step on a global batch. Pure; jit it with `jit_train_step`.
 
@@ -125,6 +128,7 @@ def train_step(
       state: the current TrainState (donated by the jitted version).
       batch: {"image": uint8 [B, H, W], "label": int32 [B], "mask": bool [B]}.
       objective: the loss of the model's kind (static; see `charjax.losses`).
+      frozen_stats: keep the batch statistics as they are (a frozen backbone's).
     Returns:
       (new state, metrics) with loss, the objective's metrics (accuracy; or recon, mse and
       kl), lr and l2 norms of grads and params.
@@ -143,6 +147,7 @@ def train_step(
         state.params
     )
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    batch_stats = state.batch_stats if frozen_stats else batch_stats
     params = optax.apply_updates(state.params, updates)
     new_state = state.replace(
         step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
@@ -173,6 +178,7 @@ def jit_train_step(config: TrainConfig, schedule: optax.Schedule, mesh: Mesh):
         schedule=schedule,
         augment=AugmentConfig(strength=config.augment),
         objective=objective_for(config),
+        frozen_stats=config.freeze == "backbone",
     )
     repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
     return jax.jit(step, in_shardings=(repl, sharded), out_shardings=(repl, repl), donate_argnums=0)

@@ -3,10 +3,12 @@
 import json
 
 import click
+from click.core import ParameterSource
 
 from charjax import distributed
 from charjax.backend import DTYPES
-from charjax.config import SCHEDULES, TrainConfig
+from charjax.config import FREEZE, SCHEDULES, TrainConfig
+from charjax.finetune import FINETUNE, finetune_config
 from charjax.fit import fit
 from charjax.preprocess import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
@@ -140,6 +142,23 @@ D = TrainConfig()  # defaults shown in --help come from the one config
     "where XLA computes convolutions in float32 anyway.",
 )
 @click.option(
+    "--init-from",
+    default=None,
+    metavar="pretrained|RUN",
+    help="Fine-tune a classifier: start from the bundled model's (or a run's) params and "
+    "batch statistics with a new optimizer; its arch, image size and preprocessing are kept, "
+    f"and options left out take fine-tuning defaults (--lr {FINETUNE.lr:g}, --steps "
+    f"{FINETUNE.steps}, --batch-size {FINETUNE.batch_size}, --warmup {FINETUNE.warmup:g}). "
+    f"A small --data of your own images gets a {FINETUNE.replay!r} replay mixed in.",
+)
+@click.option(
+    "--freeze",
+    default=D.freeze,
+    show_default=True,
+    type=click.Choice(FREEZE),
+    help="With --init-from: backbone trains only the last dense layer.",
+)
+@click.option(
     "--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."
 )
 @click.option(
@@ -210,13 +229,21 @@ def train(
       charjax train --arch cnn-small --image-size 64 --epochs 30 --workdir runs/cnn64
       charjax train --arch tiny --steps 200 --workdir runs/tb --tensorboard
       charjax train --arch vae --latent-dim 16 --augment 0.3 --workdir runs/vae
+      charjax train --init-from pretrained --data folder:my_samples --workdir runs/mine
 
     Running the same command again on the same --workdir resumes from the latest checkpoint;
     Ctrl-C saves a checkpoint first. To train on several machines, run it on each with
     --coordinator, --num-processes and --process-id (README: "Training on more than one
     machine").
     """
-    config = TrainConfig(**options)  # every other option is a config field
+    say = lambda s: click.echo(s, err=True)
+    if options["init_from"]:
+        ctx = click.get_current_context()
+        given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+        explicit = {name for name in options if ctx.get_parameter_source(name) in given}
+        config = finetune_config(options, explicit, say)
+    else:
+        config = TrainConfig(**options)  # every other option is a config field
     spec = distributed.spec_from_options(
         coordinator, num_processes, process_id, distributed_mode, init_timeout, heartbeat_timeout
     )

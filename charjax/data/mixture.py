@@ -6,6 +6,7 @@ The `--data` value, part by part (`charjax.data.sources` turns each SOURCE into 
     PART    := SOURCE [ ":" WEIGHT ]            WEIGHT: a positive number, e.g. 0.3 or 2
     SOURCE  := "fonts" | "handwriting"
              | "chars74k" [ ":" SUBSETS [ ":" SPLIT ] ]    SUBSETS: font,hand,img_good,img_bad
+             | "folder" ":" IMAGES                          IMAGES: a folder of your images
              | PATH                                         SPLIT: random | writer
 
     fonts+chars74k:hand                   every train image of both, once
@@ -13,6 +14,7 @@ The `--data` value, part by part (`charjax.data.sources` turns each SOURCE into 
     chars74k:hand:writer                  one source: hand, split by writer
     data/mine:1+fonts:3                   a prepared cache directory and the fonts, 1 : 3
     fonts:3+handwriting:1                 the fonts and synthetic handwriting, 3 : 1
+    folder:my_samples:0.5+fonts:0.5       your own images (class folders, read on use), 1 : 1
 
 A trailing ":NUMBER" is always a weight. Weights are given for every part or for none. With
 weights, the mixture's train split keeps its natural total size (the sum of the parts' train
@@ -35,7 +37,7 @@ import numpy as np
 from charjax.data.cache import SPLITS, Cache, is_cache, load_cache, write_cache
 from charjax.errors import CharjaxError
 
-KEYWORDS = ("fonts", "chars74k", "handwriting")
+KEYWORDS = ("fonts", "chars74k", "handwriting", "folder")
 _MIX_VERSION = 1
 
 
@@ -44,8 +46,9 @@ class DataPart:
     """One `+`-separated part of a `--data` value.
 
     Attributes:
-      kind: "fonts", "chars74k", "handwriting" or "path".
-      args: chars74k: (SUBSETS,) or (SUBSETS, SPLIT); path: (PATH,); fonts, handwriting: ().
+      kind: "fonts", "chars74k", "handwriting", "folder" or "path".
+      args: chars74k: (SUBSETS,) or (SUBSETS, SPLIT); path, folder: (PATH,); fonts,
+        handwriting: ().
       weight: the part's share of the train split, or None.
       text: the part as written, without its weight.
     """
@@ -86,10 +89,11 @@ def parse_data(spec: str) -> list[DataPart]:
             raise CharjaxError(
                 f"--data part {text!r}: expected chars74k[:SUBSETS[:SPLIT]][:WEIGHT]"
             )
+        if head == "folder" and not "".join(rest):
+            raise CharjaxError(f"--data part {text!r}: expected folder:PATH[:WEIGHT]")
         kind = head if head in KEYWORDS else "path"
-        args = (
-            tuple(rest) if kind == "chars74k" else ((":".join(fields),) if kind == "path" else ())
-        )
+        args = {"chars74k": tuple(rest), "path": (":".join(fields),), "folder": (":".join(rest),)}
+        args = args.get(kind, ())
         parts.append(DataPart(kind, args, weight, ":".join(fields)))
     given = [p.weight is not None for p in parts]
     if len(parts) > 1 and any(given) and not all(given):

@@ -6,20 +6,29 @@ handwriting             synthetic handwriting (`charjax.data.handwriting`, defau
 chars74k[:SUBSETS[:SPLIT]]
                         Chars74K (default subsets font,hand,img_good; split random),
                         downloaded and prepared on first use under the same folder
+folder:IMAGES           your own images, class folders or a manifest as `charjax data folder`
+                        reads them, prepared on use (again when the files change) under the
+                        same folder; one image of each class that has >= 3 is held back for
+                        validation, the rest trains, so a handful per class is enough
 PATH                    any prepared cache directory (from `charjax data ...`)
 A+B, A:0.7+B:0.3        several of the above as one dataset, optionally weighted (see
                         `charjax.data.mixture` for the syntax and what weights do)
 """
 
+import hashlib
 import os
 from pathlib import Path
 
-from charjax.data.cache import Cache, is_cache, load_cache
+import numpy as np
+
+from charjax.data.cache import Cache, is_cache, load_cache, write_cache
 from charjax.data.chars74k import Chars74kOptions, prepare_chars74k
+from charjax.data.folder import load_folder_images
 from charjax.data.fonts import build_font_dataset
 from charjax.data.handwriting import build_handwriting_dataset
 from charjax.data.mixture import KEYWORDS, DataPart, build_mixture, mixture_path, parse_data
 from charjax.errors import CharjaxError
+from charjax.preprocess import PreprocessSpec
 
 
 def cache_root() -> Path:
@@ -62,7 +71,57 @@ def chars74k_options(part: DataPart, image_size: int) -> Chars74kOptions:
     return Chars74kOptions(**fields)
 
 
+def hold_back_one_per_class(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Split index per example (0 train, 1 val): one random image of every class that has
+    at least 3 goes to val; a class with fewer keeps them all for training."""
+    rng = np.random.default_rng(seed)
+    splits = np.zeros(len(labels), np.uint8)
+    for label in np.unique(labels):
+        idx = np.flatnonzero(labels == label)
+        if len(idx) >= 3:
+            splits[rng.choice(idx)] = 1
+    return splits
+
+
+def _fingerprint(root: Path) -> str:
+    """Names, sizes and modification times of every file under `root`, hashed."""
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    text = "\n".join(
+        f"{p.relative_to(root.parent)} {p.stat().st_size} {p.stat().st_mtime_ns}" for p in files
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def folder_cache(folder: str, image_size: int, data_dir: str | None, progress=True) -> Cache:
+    """The cache of `--data folder:FOLDER`, prepared again whenever its files change."""
+    root = Path(folder).resolve()
+    if not root.exists():
+        raise CharjaxError(f"--data folder:{folder}: no such folder")
+    key = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    out = (Path(data_dir) if data_dir else cache_root()) / f"folder-{key}-{image_size}"
+    fingerprint = _fingerprint(root)
+    if is_cache(out) and load_cache(out).meta.get("fingerprint") == fingerprint:
+        return load_cache(out)
+    spec = PreprocessSpec(size=image_size)
+    images, labels, report = load_folder_images(root, spec, progress=progress)
+    meta = {
+        "source": "folder",
+        "root": str(root),
+        "preprocess": spec.to_dict(),
+        "group_names": [root.name],  # a folder says nothing about writers: one group
+        "split_by": "one image of each class with >= 3 held back for val",
+        "fingerprint": fingerprint,
+        "skipped": {reason: len(files) for reason, files in report.skipped.items()},
+    }
+    groups = np.zeros(len(labels), np.int32)
+    return load_cache(
+        write_cache(out, images, labels, groups, hold_back_one_per_class(labels), meta)
+    )
+
+
 def _resolve_part(part: DataPart, image_size: int, data_dir: str | None, progress) -> Cache:
+    if part.kind == "folder":
+        return folder_cache(part.args[0], image_size, data_dir, progress)
     if part.kind == "fonts":
         path = default_font_cache(image_size, data_dir)
         if not is_cache(path):
@@ -99,8 +158,8 @@ def resolve_data(spec: str, image_size: int, data_dir: str | None = None, progre
     """Returns the cache named by `spec`, building (or downloading) what is missing.
 
     Args:
-      spec: "fonts", "handwriting", "chars74k[:SUBSETS[:SPLIT]]", a prepared cache, or several of
-        these joined with "+", each optionally weighted with ":WEIGHT".
+      spec: "fonts", "handwriting", "chars74k[:SUBSETS[:SPLIT]]", "folder:IMAGES", a prepared
+        cache, or several of these joined with "+", each optionally weighted with ":WEIGHT".
       image_size: the model input size; a cache of another size is refused.
       data_dir: where built datasets, downloads and mixtures go (default: `cache_root()`).
       progress: show progress bars while building.
