@@ -44,7 +44,6 @@ class Prediction:
 
 
 BLANK = Prediction((), (), blank=True)
-NO_INK = "too little ink to read"  # what the CLI and the GUI say for a BLANK prediction
 
 
 class Predictor(LoadedRun):

@@ -33,6 +33,8 @@ _BLANK_CONTRAST = 0.04
 # bold `x`), a pen dot of 1-200 px 1.6-2.1.
 _INK_LEVEL = 51
 _MIN_SPAN_IN_STROKES = 2.3
+# What charjax says, everywhere (predict, eval, read, the GUI), when `has_ink` is False.
+NO_INK = "too little ink to read"
 
 
 @dataclass(frozen=True)
