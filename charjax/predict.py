@@ -16,6 +16,7 @@ from charjax.errors import CharjaxError
 from charjax.labels import CLASSES, parse_charset, restrict
 from charjax.loaded import LoadedRun, batched
 from charjax.preprocess import has_ink, load_image, model_input
+from charjax.read import Reader, Reading
 
 # The bundled default model (see MODEL_CARD.md; `make pretrained` rebuilds it with
 # tools/bundle.py): a checkpoint step folder inside the installed package, read like any other.
@@ -118,6 +119,11 @@ class Predictor(LoadedRun):
             Prediction(tuple(CLASSES[j] for j in row), tuple(float(p[j]) for j in row))
             for row, p in zip(order, probs, strict=True)
         ]
+
+    def read(self, image, charset: str | None = None) -> Reading:
+        """The text of the words and lines in one image (a `charjax.read.Reader` with its
+        default settings; build a Reader to read many images or to change them)."""
+        return Reader(self, charset=charset).read(image)
 
     def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
         """Compiles the forward pass now, so the first real request is fast."""
