@@ -188,3 +188,8 @@ def test_bad_charset_is_a_usage_error(tmp_path, capsys):
     path = _save(tmp_path, render_print("ab", SANS, 40))
     code, _, err = run_cli(capsys, "read", "--charset", "ab!", path)
     assert code == 2 and "character set" in err
+
+
+def test_predictor_read_is_the_readers_reading(reader):
+    line = render_print("Kansas 77", SANS, 40)
+    assert reader.predictor.read(line).text == reader.read(line).text == "Kansas 77"
