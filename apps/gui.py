@@ -38,6 +38,7 @@ from charjax.apps.panels import (
     PredictionList,
     lookalike_note,
 )
+from charjax.apps.teach import add_teach_menu, personal_model
 from charjax.apps.worker import PredictionService, Result
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES, parse_charset
@@ -100,6 +101,7 @@ class MainWindow(QMainWindow):
         self.service.failed.connect(self._on_failed)
         self.service.generator_failed.connect(self.reconstruction.show_message)
         self.service.result.connect(self._on_result)
+        add_teach_menu(self)  # Teach > Teach my handwriting..., Use bundled model
         self.charset.chosen.connect(self._on_charset)
         self.charset.refused.connect(self.statusBar().showMessage)
         if charset is not None:
@@ -107,7 +109,9 @@ class MainWindow(QMainWindow):
         self._show_blank()
         # The bundled model first: right after install it is the one to use; a user's own run
         # is chosen explicitly (--checkpoint or File > Open).
-        checkpoint = checkpoint or (bundled_model() if bundled else None) or newest_run(runs_dir)
+        # A personal model made in teach mode (apps/teach.py) comes before the bundled one.
+        default = (personal_model() or bundled_model()) if bundled else None
+        checkpoint = checkpoint or default or newest_run(runs_dir)
         if checkpoint is None:
             self._show_problem(HOW_TO_TRAIN)
         else:
