@@ -112,9 +112,12 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
             (self.augment >= 0, f"augment strength must be >= 0, got {self.augment}"),
             (
-                self.eval_every >= 0 and self.checkpoint_every >= 0 and self.log_every > 0,
-                "eval/checkpoint/log intervals must be >= 0",
+                self.eval_every >= 0 and self.checkpoint_every >= 0,
+                "eval and checkpoint intervals must be >= 0 steps (0: at the end only), got "
+                f"{self.eval_every} and {self.checkpoint_every}",
             ),
+            # Unlike eval and checkpoints, train metrics have no "at the end only": 0 is refused.
+            (self.log_every >= 1, f"log interval must be at least 1 step, got {self.log_every}"),
             (self.histogram_every > 0, f"histogram interval must be > 0: {self.histogram_every}"),
             (
                 MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE,

@@ -8,6 +8,7 @@ import pytest
 from conftest import render_char, run_cli
 from PIL import Image, ImageDraw
 
+from charjax.config import TrainConfig
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES
 from charjax.predict import Predictor, default_checkpoint
@@ -104,3 +105,11 @@ def test_a_huge_image_is_read_without_a_raw_pillow_warning(tmp_path, monkeypatch
     with pytest.raises(CharjaxError, match="more than 2,000 pixels"):
         load_image(tmp_path / "bomb.png")
     assert np.all(preprocess(load_image(tmp_path / "large.png")) == 0)
+
+
+def test_log_every_zero_is_refused_with_a_message_zero_does_not_satisfy():
+    with pytest.raises(CharjaxError, match="log interval must be at least 1 step, got 0"):
+        TrainConfig(log_every=0)
+    with pytest.raises(CharjaxError, match=r"must be >= 0 steps .* got -1 and 500"):
+        TrainConfig(eval_every=-1)
+    assert TrainConfig(eval_every=0, checkpoint_every=0, log_every=1).log_every == 1
