@@ -20,6 +20,7 @@ from charjax.loaded import LoadedRun, run_kind
 from charjax.losses import classification_hits
 from charjax.models.autoencoder import GENERATIVE_KINDS
 from charjax.predict import Predictor, default_checkpoint
+from charjax.preprocess import NO_INK, has_ink
 from charjax.viz.report import write_report
 
 
@@ -29,10 +30,15 @@ def load_eval_data(predictor: LoadedRun, data: str | None, split: str):
     `folder:PATH` reads images through the checkpoint's own preprocessing; anything else is a
     `--data` spec (default: the run's own dataset) and its split.
     """
+    return _load_eval_data(predictor, data, split)[:3]
+
+
+def _load_eval_data(predictor: LoadedRun, data: str | None, split: str):
+    """`load_eval_data`'s answer and the files of a folder it skipped, {reason: [names]}."""
     if data and data.startswith("folder:"):
         path = Path(data.removeprefix("folder:"))
-        images, labels, _report = load_folder_images(path, predictor.spec)
-        return images, labels, f"folder {path}"
+        images, labels, folder = load_folder_images(path, predictor.spec)
+        return images, labels, f"folder {path}", folder.skipped
     spec = data or predictor.meta["data"]["path"]
     cache = resolve_data(spec, predictor.image_size, predictor.config.data_dir, progress=True)
     if cache.meta.get("preprocess") != predictor.spec.to_dict():
@@ -43,7 +49,7 @@ def load_eval_data(predictor: LoadedRun, data: str | None, split: str):
     arrays = cache.arrays(split)
     if not len(arrays["label"]):
         raise CharjaxError(f"dataset {cache.path} has no {split!r} examples")
-    return arrays["image"], arrays["label"], f"{cache.path} [{split}]"
+    return arrays["image"], arrays["label"], f"{cache.path} [{split}]", {}
 
 
 def accuracy_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -93,6 +99,7 @@ def evaluate_checkpoint(
     checkpoint = default_checkpoint() if checkpoint is None else checkpoint
     allowed = None if charset is None else parse_charset(charset)  # before the slow load
     variables, meta = load_for_inference(checkpoint)  # once: the meta says which kind to build
+    read = _which_checkpoint(checkpoint, meta)
     if run_kind(meta) in GENERATIVE_KINDS:
         if report_dir is not None or charset is not None:
             option = "--report" if report_dir is not None else "--charset"
@@ -102,20 +109,42 @@ def evaluate_checkpoint(
         gen = Generator.from_loaded(variables, meta, str(checkpoint))
         images, labels, where = load_eval_data(gen, data, split)
         report = gen.evaluate(images, labels)
-        return {"checkpoint": str(checkpoint), "data": where, "kind": gen.kind, **report}
+        return {"checkpoint": str(checkpoint), **read, "data": where, "kind": gen.kind, **report}
     predictor = Predictor.from_loaded(variables, meta, str(checkpoint))
-    images, labels, where = load_eval_data(predictor, data, split)
+    images, labels, where, skipped = _load_eval_data(predictor, data, split)
+    # A blank image gets no guess, so it is not scored: counted and named instead (a folder's
+    # are already among its skipped files).
+    inked = np.array([has_ink(x) for x in images], bool)
+    if not inked.all():
+        skipped = {**skipped, NO_INK: [f"image {i}" for i in np.flatnonzero(~inked)]}
+        images, labels = images[inked], np.asarray(labels)[inked]
+    if not len(labels):
+        raise CharjaxError(f"{where}: every image has {NO_INK}")
     restriction = {}
     if allowed is not None:
         images, labels, restriction = _within_charset(images, labels, allowed, charset)
     probs = predictor.probabilities(images)
     if allowed is not None:
         probs = restrict(probs, allowed)
-    report = {"checkpoint": str(checkpoint), "data": where, **restriction}
+    report = {"checkpoint": str(checkpoint), **read, "data": where, **restriction}
+    if skipped:
+        report["skipped"] = skipped
     report.update(accuracy_report(probs, labels))
     if report_dir is not None:
         report["report"] = str(write_report(report_dir, images, labels, probs, report))
     return report
+
+
+def _which_checkpoint(checkpoint, meta: dict) -> dict[str, Any]:
+    """The report keys naming the step read: `checkpoint_dir`, `step`, and `newer` when the
+    workdir holds a later checkpoint than the (best) one evaluated."""
+    step_dir = Path(meta["loaded_from"])
+    out: dict[str, Any] = {"checkpoint_dir": str(step_dir), "step": int(step_dir.name)}
+    latest = Path(checkpoint) / "checkpoints"
+    steps = [int(p.name) for p in latest.iterdir() if p.name.isdigit()] if latest.is_dir() else []
+    if steps and max(steps) > out["step"]:
+        out["newer"] = str(latest / str(max(steps)))
+    return out
 
 
 def _within_charset(images, labels, allowed, charset: str):
@@ -132,9 +161,15 @@ def _within_charset(images, labels, allowed, charset: str):
 
 def describe(report: dict) -> str:
     """`evaluate_checkpoint`'s report as the lines `charjax eval` prints."""
-    lines = [f"{report['data']}: {report['n']} images"]
+    lines = [f"checkpoint {report['checkpoint_dir']} (step {report['step']})"]
+    if "newer" in report:
+        lines[0] += f"; the later {report['newer']} is not evaluated: pass it as --checkpoint"
+    lines.append(f"{report['data']}: {report['n']} images")
+    for reason, names in report.get("skipped", {}).items():
+        more = f", ... (+{len(names) - 5})" if len(names) > 5 else ""
+        lines.append(f"  not scored, {reason}: {len(names)} ({', '.join(names[:5])}{more})")
     if "charset" in report:
-        lines[0] += (
+        lines[1] += (
             f" with a label in --charset {report['charset']} ({report['excluded']} others left "
             "out), answers restricted to it"
         )

@@ -12,8 +12,9 @@ Two layouts are read:
 
 Letters cannot name class folders: `a` and `A` are the same folder on the case-insensitive
 file systems of macOS and Windows, so one would silently swallow the other. Files may sit in
-nested folders inside a class folder. Anything that is not a readable image is skipped,
-counted and named in the report. Every image goes through `charjax.preprocess.preprocess`.
+nested folders inside a class folder. Anything that is not a readable image, and any image with
+too little ink to read (`charjax.preprocess.has_ink`), is skipped, counted and named in the
+report. Every image goes through `charjax.preprocess.preprocess`.
 """
 
 import csv
@@ -31,7 +32,7 @@ from tqdm import tqdm
 from charjax.data.cache import write_cache
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES, NUM_CLASSES, char_to_index, sample_dir_name
-from charjax.preprocess import PreprocessSpec, preprocess
+from charjax.preprocess import NO_INK, PreprocessSpec, has_ink, preprocess
 
 MANIFEST_NAME = "manifest.csv"
 _SAMPLE_DIR = re.compile(r"sample(\d{3})", re.IGNORECASE)
@@ -186,6 +187,8 @@ def _open_image(path: Path) -> Image.Image | str:
     """The image, or why it cannot be used."""
     try:
         with Image.open(path) as im:
+            if getattr(im, "n_frames", 1) > 1:
+                return "animated (several frames)"
             im.load()  # decode now, so a truncated file fails here
             return im.copy()
     except FileNotFoundError:
@@ -225,7 +228,11 @@ def load_folder_images(
         if isinstance(image, str):
             report.skip(image, file)
             continue
-        images.append(preprocess(image, spec))
+        x = preprocess(image, spec)
+        if not has_ink(x):  # a blank image teaches nothing and scores a guess
+            report.skip(NO_INK, file)
+            continue
+        images.append(x)
         labels.append(label)
         report.counts[label] += 1
     if not images:
