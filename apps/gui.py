@@ -198,8 +198,6 @@ class MainWindow(QMainWindow):
         action(
             file_menu, "&Open checkpoint...", self._ask_checkpoint, QKeySequence.StandardKey.Open
         )
-        bundled = action(file_menu, "Open &bundled model", self._open_bundled)
-        bundled.setEnabled(bundled_model() is not None)
         action(file_menu, "Samples &folder...", self._ask_samples_dir)
         action(file_menu, "&Save as sample", self.save_current_sample, "Ctrl+S")
         file_menu.addSeparator()
@@ -216,10 +214,6 @@ class MainWindow(QMainWindow):
         self._show_problem(f"Loading and compiling <tt>{path}</tt> ...", "loading the model")
         self.model_label.setText(f"loading {path}")
         self.service.load(str(path))
-
-    def _open_bundled(self) -> None:
-        if (path := bundled_model()) is not None:
-            self.open_checkpoint(path)
 
     def _ask_checkpoint(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a run or checkpoint directory", "runs")
@@ -242,7 +236,7 @@ class MainWindow(QMainWindow):
         bundled = bundled_model()
         if bundled is not None:
             problem += (
-                f"The model bundled with charjax is always there: <i>File &rsaquo; Open "
+                f"The model bundled with charjax is always there: <i>Teach &rsaquo; Use "
                 f"bundled model</i> (<tt>{bundled}</tt>).<br><br>"
             )
         self._show_problem(problem + HOW_TO_TRAIN)

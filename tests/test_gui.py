@@ -12,7 +12,7 @@ from PIL import Image
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QImage, QPainter, QPointingDevice, QTabletEvent
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QInputDialog
+from PySide6.QtWidgets import QApplication, QInputDialog, QMenu
 from test_generative import trained_runs
 
 import charjax.loaded
@@ -402,8 +402,10 @@ def test_a_failed_first_open_points_to_the_bundled_model(app, tmp_path):
     (tmp_path / "empty").mkdir()
     win = MainWindow(checkpoint=tmp_path / "empty")
     wait_until(app, lambda: "Cannot use this model" in win.banner.text())
-    assert "Open bundled model" in win.banner.text()
+    assert "Teach &rsaquo; Use bundled model" in win.banner.text()
     assert str(bundled_model()) in win.banner.text()
+    menus = {m.title(): m for m in win.menuBar().findChildren(QMenu)}
+    assert "Use &bundled model" in [a.text() for a in menus["&Teach"].actions()]
     win.close()
 
 
