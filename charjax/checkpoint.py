@@ -17,6 +17,7 @@ moves the damaged steps to WORKDIR/damaged/ (so training can write those steps a
 deleting them.
 """
 
+import fcntl
 import gc
 import logging
 import shutil
@@ -63,6 +64,10 @@ def _manager(directory: Path, max_to_keep: int):
     # first one's barrier "already ongoing" and the run fails.
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
+        # A killed save leaves STEP.orbax-checkpoint-tmp behind; removed here rather than
+        # warned about at every later save. Safe only because `WorkdirLock` keeps a second
+        # run from creating managers on the directories of a live one.
+        cleanup_tmp_directories=True,
         multiprocessing_options=ocp.options.MultiprocessingOptions(
             barrier_sync_key_prefix=directory.name
         ),
@@ -100,11 +105,37 @@ def attempt(read: Callable[[], Any]) -> tuple[Any, str | None]:
     return None, reason
 
 
+class WorkdirLock:
+    """An exclusive lock on WORKDIR/.lock (process 0 of a run takes it), so a second
+    `charjax train` on the same workdir stops at once instead of interleaving its checkpoints
+    and metrics with the first's. The kernel releases it when the process ends, however."""
+
+    def __init__(self, workdir: Path):
+        self.file = None
+        if jax.process_index() != 0:
+            return
+        self.file = (workdir / ".lock").open("a")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.release()
+            raise CharjaxError(
+                f"another charjax train is running in {workdir}; wait for it to finish "
+                "(or stop it), or choose another --workdir"
+            ) from None
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()  # closing the file drops the lock
+            self.file = None
+
+
 class RunCheckpoints:
-    """The latest and best checkpoints of one workdir."""
+    """The latest and best checkpoints of one workdir, which it holds locked until `close`."""
 
     def __init__(self, workdir, keep_latest: int = 2):
         self.workdir, self.keep_latest = Path(workdir), keep_latest
+        self.lock = WorkdirLock(self.workdir)
         self.latest = _manager(self.workdir / "checkpoints", keep_latest)
         self.best = _manager(self.workdir / "best", 1)
 
@@ -184,6 +215,7 @@ class RunCheckpoints:
     def close(self) -> None:
         self.latest.close()
         self.best.close()
+        self.lock.release()
 
 
 def find_checkpoint(path) -> tuple[Path, int]:

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from charjax import distributed, finetune, parallel
-from charjax.atomic import write_json_atomic
+from charjax.atomic import write_json_atomic, write_text_atomic
 from charjax.checkpoint import RunCheckpoints
 from charjax.config import TrainConfig
 from charjax.data.pipeline import BatchIterator
@@ -86,6 +86,25 @@ class _StopOnSignal:
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+def _drop_records_after(path: Path, step: int) -> None:
+    """Rewrites metrics.jsonl without its records past `step` (and any torn last line): a run
+    killed after its last checkpoint logged steps that the resume runs again, and its curves
+    would double back."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+
+    def logged_at(line: str) -> float:
+        try:
+            return json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            return math.inf
+
+    keep = [line for line in lines if line.endswith("\n") and logged_at(line) <= step]
+    if len(keep) < len(lines):
+        write_text_atomic(path, "".join(keep))
 
 
 class _MetricsLog:
@@ -377,6 +396,8 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
     train_step, eval_step = jit_train_step(config, schedule, mesh), jit_eval_step(config, mesh)
     evaluate = _val_evaluator(eval_step, val_arrays, config, mesh, objective)
     board = TensorBoardWriter(workdir / "tensorboard") if config.tensorboard and is_main else None
+    if is_main:
+        _drop_records_after(workdir / "metrics.jsonl", int(state.step))
     log = _MetricsLog(workdir / "metrics.jsonl", is_main, board)
     loop = LoopState(config, objective, log, ckpts, run_info, evaluate, best, steps_per_epoch)
     start_step = int(state.step)

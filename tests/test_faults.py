@@ -2,14 +2,18 @@
 batches with bad files, leftovers of a killed run, and runs that share a workdir."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import render_char, run_cli
 from PIL import Image, ImageDraw
 
+from charjax.checkpoint import RunCheckpoints, WorkdirLock
 from charjax.config import TrainConfig
-from charjax.errors import CharjaxError
+from charjax.errors import CharjaxError, CharjaxWarning
+from charjax.fit import fit
 from charjax.labels import CLASSES
 from charjax.predict import Predictor, default_checkpoint
 from charjax.preprocess import PreprocessSpec, has_ink, load_image, preprocess
@@ -113,3 +117,101 @@ def test_log_every_zero_is_refused_with_a_message_zero_does_not_satisfy():
     with pytest.raises(CharjaxError, match=r"must be >= 0 steps .* got -1 and 500"):
         TrainConfig(eval_every=-1)
     assert TrainConfig(eval_every=0, checkpoint_every=0, log_every=1).log_every == 1
+
+
+def _tiny_config(glyph_cache, **overrides) -> TrainConfig:
+    options = dict(arch="tiny", data=str(glyph_cache), image_size=16, batch_size=62, steps=4,
+                   lr=1e-2, augment=0.0, eval_every=0, checkpoint_every=2, log_every=1)  # fmt: skip
+    return TrainConfig(**(options | overrides))
+
+
+def _truncate_largest_array_file(step_dir: Path) -> Path:
+    largest = max(step_dir.rglob("d/*"), key=lambda f: f.stat().st_size)
+    largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])
+    return largest
+
+
+def test_a_resume_skips_a_damaged_latest_step_and_moves_it_aside(glyph_cache, tmp_path):
+    config, workdir = _tiny_config(glyph_cache), tmp_path / "run"
+    straight = fit(config, workdir, progress=False, echo=lambda s: None)
+    _truncate_largest_array_file(workdir / "checkpoints" / "4")
+    said = []
+    with pytest.warns(CharjaxWarning, match=r"checkpoint step 4 cannot be restored \(.+\); moved"):
+        resumed = fit(config, workdir, progress=False, echo=said.append)
+    assert any("from step 2 of 4" in line for line in said)
+    assert (workdir / "damaged" / "checkpoints-4").is_dir()  # kept, not deleted
+    assert resumed["step"] == 4 and resumed["params_digest"] == straight["params_digest"]
+    # The steps run again after the resume replace their first records: no curve doubles back.
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").open()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]
+    assert [r["step"] for r in records] == sorted(r["step"] for r in records)
+
+
+def test_a_workdir_with_no_step_that_restores_is_refused_and_nothing_moved(glyph_cache, tmp_path):
+    config, workdir = _tiny_config(glyph_cache), tmp_path / "run"
+    fit(config, workdir, progress=False, echo=lambda s: None)
+    for step in ("2", "4"):
+        _truncate_largest_array_file(workdir / "checkpoints" / step)
+    with pytest.raises(
+        CharjaxError, match="no checkpoint in .* can be restored .*step 4: .*step 2"
+    ):
+        fit(config, workdir, progress=False, echo=lambda s: None)
+    assert not (workdir / "damaged").exists()
+
+
+def test_eval_and_predict_fall_back_from_a_damaged_best_and_say_so(tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (best,) = (run / "best").iterdir()
+    _truncate_largest_array_file(best / "model")
+    render_char("K", size=48).save(tmp_path / "k.png")
+    code, out, err = run_cli(capsys, "predict", "--checkpoint", run, tmp_path / "k.png")
+    assert code == 0 and out.startswith(str(tmp_path / "k.png"))
+    (line,) = err.splitlines()  # one warning, no TensorStore spec, no ignored exceptions
+    assert line.startswith(f"charjax: warning: skipped the checkpoint at {best.absolute()}")
+    assert line.endswith(f"using {(run / 'checkpoints' / best.name).absolute()}")
+    assert best.is_dir()
+
+
+def test_eval_says_which_checkpoint_and_step_and_counts_blank_images(tiny_run, tmp_path, capsys):
+    folder = tmp_path / "letters"
+    (folder / "Sample011").mkdir(parents=True)  # A
+    render_char("A", size=48).save(folder / "Sample011" / "a.png")
+    _paper().save(folder / "Sample011" / "blank.png")
+    _dot(18).save(folder / "Sample011" / "click.png")
+    code, out, err = run_cli(
+        capsys, "eval", "--checkpoint", tiny_run, "--data", f"folder:{folder}", "--json"
+    )
+    report = json.loads(out)
+    assert code == 0 and report["n"] == 1
+    assert sorted(report["skipped"]["too little ink to read"]) == [
+        "Sample011/blank.png",
+        "Sample011/click.png",
+    ]
+    (step_dir,) = (tiny_run / "best").iterdir()
+    assert report["checkpoint_dir"] == str(step_dir.absolute())
+    assert report["step"] == int(step_dir.name)
+    code, out, err = run_cli(capsys, "eval", "--checkpoint", tiny_run, "--data", f"folder:{folder}")
+    assert out.startswith(f"checkpoint {step_dir.absolute()} (step {step_dir.name})")
+    assert "not scored, too little ink to read: 2" in out
+
+
+def test_a_second_train_on_a_busy_workdir_stops_with_one_line(glyph_cache, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    first = WorkdirLock(workdir)  # as a running `charjax train` holds it
+    args = ["train", "--arch", "tiny", "--data", glyph_cache, "--image-size", "16",
+            "--steps", "2", "--no-progress", "--workdir", workdir]  # fmt: skip
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2 and "another charjax train is running in" in err
+    assert not (workdir / "checkpoints").exists() and not (workdir / "metrics.jsonl").exists()
+    first.release()
+    lock = WorkdirLock(workdir)  # free again once the first run ends
+    lock.release()
+
+
+def test_leftovers_of_a_killed_save_are_removed_when_the_run_resumes(tmp_path):
+    leftover = tmp_path / "checkpoints" / "6.orbax-checkpoint-tmp" / "model.orbax-checkpoint-tmp"
+    leftover.mkdir(parents=True)
+    RunCheckpoints(tmp_path).close()
+    assert not leftover.parent.exists()
