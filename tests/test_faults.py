@@ -2,16 +2,19 @@
 batches with bad files, leftovers of a killed run, and runs that share a workdir."""
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import render_char, run_cli
+from conftest import make_glyph_cache, render_char, run_cli
 from PIL import Image, ImageDraw
 
 from charjax.checkpoint import RunCheckpoints, WorkdirLock
 from charjax.config import TrainConfig
+from charjax.data.cache import load_cache
 from charjax.errors import CharjaxError, CharjaxWarning
 from charjax.fit import fit
 from charjax.labels import CLASSES
@@ -215,3 +218,17 @@ def test_leftovers_of_a_killed_save_are_removed_when_the_run_resumes(tmp_path):
     leftover.mkdir(parents=True)
     RunCheckpoints(tmp_path).close()
     assert not leftover.parent.exists()
+
+
+def test_a_killed_dataset_build_leaves_nothing_once_the_next_build_runs(tmp_path):
+    old = tmp_path / ".glyphs.tmp-0123abcd"  # what a build killed an hour ago left
+    (old / "images.npy").parent.mkdir()
+    (old / "images.npy").write_bytes(b"\0" * 1000)
+    live = tmp_path / ".glyphs.tmp-4567cdef"  # another build of the same name, writing now
+    live.mkdir()
+    hour_ago = time.time() - 3600
+    os.utime(old / "images.npy", (hour_ago, hour_ago))
+    os.utime(old, (hour_ago, hour_ago))
+    make_glyph_cache(tmp_path / "glyphs", chars="AB", faces=("DejaVuSans.ttf",) * 2)
+    assert not old.exists() and live.exists()
+    assert load_cache(tmp_path / "glyphs").meta["num_examples"] == 4

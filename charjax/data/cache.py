@@ -10,13 +10,16 @@ A cache is a directory:
 
 It is written into a hidden temporary sibling and renamed into place only when complete, so a
 directory at the final path is always whole (`charjax.atomic.atomic_path`); a killed build
-leaves at most a hidden `.NAME.tmp-*` directory that nothing loads. Arrays are read
+leaves at most a hidden `.NAME.tmp-*` directory that nothing loads, and the next build of NAME
+removes it. Arrays are read
 memory-mapped and never unpickled. `describe` says what one holds (`charjax data info`; its
 contact sheet is `charjax.viz.contact_sheet`).
 """
 
 import datetime
 import json
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,9 @@ from charjax.errors import CharjaxError
 from charjax.labels import CLASSES, NUM_CLASSES
 
 FORMAT_VERSION = 1
+# A build writes its temp directory in seconds (the arrays are rendered before it exists), so
+# one untouched for this long belongs to a build that was killed, not to one still running.
+STALE_TEMP_SECONDS = 600
 SPLITS = ("train", "val", "test")
 _ARRAYS = {"images": np.uint8, "labels": np.int32, "groups": np.int32, "splits": np.uint8}
 
@@ -99,6 +105,7 @@ def write_cache(
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
     arrays = dict(images=images, labels=labels, groups=groups, splits=splits)
+    remove_stale_temps(path)
     with atomic_path(path) as tmp:
         tmp.mkdir()
         for name, dtype in _ARRAYS.items():
@@ -106,6 +113,25 @@ def write_cache(
         # meta.json last: its presence inside the renamed directory is the completion mark.
         write_json_atomic(tmp / "meta.json", meta)
     return path
+
+
+def remove_stale_temps(path) -> list[Path]:
+    """Removes the `.NAME.tmp-*` directories that killed builds of the cache at `path` left
+    beside it (untouched for `STALE_TEMP_SECONDS`); returns what it removed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    removed = []
+    # The names `charjax.atomic.temp_sibling` gives: `.STEM.tmp-XXXXXXXX` + the suffix.
+    for tmp in path.parent.glob(f".{path.stem}.tmp-*{path.suffix}"):
+        try:
+            newest = max(p.stat().st_mtime for p in [tmp, *tmp.rglob("*")])
+        except OSError:  # gone meanwhile: its build finished or was cleaned
+            continue
+        if tmp.is_dir() and time.time() - newest > STALE_TEMP_SECONDS:
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
 
 
 def class_counts(cache: Cache) -> np.ndarray:
