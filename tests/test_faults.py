@@ -1,15 +1,18 @@
 """The rough edges of issue 17: blank input, damaged checkpoints, full or read-only disks,
 batches with bad files, leftovers of a killed run, and runs that share a workdir."""
 
+import errno
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_glyph_cache, render_char, run_cli
+from conftest import dejavu, make_glyph_cache, render_char, run_cli
 from PIL import Image, ImageDraw
 
 from charjax.checkpoint import RunCheckpoints, WorkdirLock
@@ -232,3 +235,63 @@ def test_a_killed_dataset_build_leaves_nothing_once_the_next_build_runs(tmp_path
     make_glyph_cache(tmp_path / "glyphs", chars="AB", faces=("DejaVuSans.ttf",) * 2)
     assert not old.exists() and live.exists()
     assert load_cache(tmp_path / "glyphs").meta["num_examples"] == 4
+
+
+def _no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_under_a_dataset_build_is_one_line_and_leaves_nothing(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(np, "save", _no_space)  # the cache's arrays: the first big write
+    faces = [dejavu(f) for f in ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")]
+    args = ["data", "fonts", "--no-system-fonts", "--out", tmp_path / "fonts", "--no-progress"]
+    code, out, err = run_cli(capsys, *args, *[a for f in faces for a in ("--fonts", f)])
+    assert code == 2 and err.splitlines() == ["charjax: error: no space left on the device"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_only_workdir_is_one_line(glyph_cache, tmp_path, capsys, monkeypatch):
+    read_only = tmp_path / "ro"
+    mkdir = Path.mkdir
+
+    def refuse_under_ro(self, *args, **kwargs):  # as a read-only mount answers, even root
+        if self.is_relative_to(read_only):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse_under_ro)
+    args = ["train", "--arch", "tiny", "--data", glyph_cache, "--image-size", "16",
+            "--steps", "2", "--no-progress", "--workdir", read_only / "run"]  # fmt: skip
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert err.splitlines() == [
+        f"charjax: error: {read_only / 'run'}: the file system is read-only"
+    ]
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+    """A 2 MB tmpfs, nearly full: a real full disk (needs root and mount; else skips)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                          capture_output=True)  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    (mount / "filler").write_bytes(b"\0" * (1900 * 1024))
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_training_into_a_full_disk_is_one_line(glyph_cache, tiny_filesystem):
+    args = ["train", "--arch", "tiny", "--data", glyph_cache, "--image-size", "16",
+            "--batch-size", "62", "--steps", "4", "--checkpoint-every", "2", "--eval-every", "0",
+            "--no-progress", "--workdir", tiny_filesystem / "run"]  # fmt: skip
+    run = subprocess.run([sys.executable, "-m", "charjax.cli.main", *map(str, args)],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr.splitlines()[-1] == "charjax: error: no space left on the device"
+    assert "Traceback" not in run.stderr and "absl" not in run.stderr
+    assert len(run.stderr.splitlines()) == 2  # "Training tiny on ..." and the error
