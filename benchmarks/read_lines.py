@@ -35,8 +35,12 @@ from charjax.read import Reader
 SAME_SHAPE = set("cosvwxzCOSVWXZ")
 _EASYOCR = """
 import json, sys, time
+import os
 import easyocr
-reader = easyocr.Reader(["en"], gpu=False, verbose=False)
+import easyocr_en_models  # the offline weights package: nothing is downloaded
+models = os.path.join(os.path.dirname(easyocr_en_models.__file__), "models")
+reader = easyocr.Reader(["en"], gpu=False, verbose=False, model_storage_directory=models,
+                        download_enabled=False)
 paths = json.loads(sys.stdin.read())
 reader.readtext(paths[0])  # warm-up
 out = []
