@@ -211,7 +211,7 @@ class TeachDialog(QDialog):
         self.prompt = QLabel("Choose the characters, then Start.")
         self.prompt.setFont(QFont(self.prompt.font().family(), 18))
         self.canvas = Canvas(size=280)
-        self.samples_bar = QProgressBar()
+        self.samples_bar = QProgressBar(format="%v of %m drawn")
         self.next_button = QPushButton("Next (Enter)")
         self.next_button.setShortcut("Return")
         self.next_button.clicked.connect(self.accept_drawing)
@@ -219,7 +219,7 @@ class TeachDialog(QDialog):
         self.learn_button.clicked.connect(self.learn)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel)
-        self.learn_bar = QProgressBar()
+        self.learn_bar = QProgressBar(format="Learn: step %v of %m")
         self.result = QLabel(wordWrap=True)
         top = QHBoxLayout()
         for w in (QLabel("Teach"), self.choice, QLabel("drawings of each"), self.per_char):
