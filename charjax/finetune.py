@@ -65,7 +65,7 @@ class FinetuneDefaults:
 
     lr: float = 5e-4
     warmup: float = 0.1
-    steps: int = 150
+    steps: int = 100
     batch_size: int = 64
     eval_every: int = 0
     checkpoint_every: int = 50
