@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/read_lines.py --lines 60            # all kinds, the table
     .venv/bin/python benchmarks/read_lines.py --kinds print --save-dir /tmp/lines
+    .venv/bin/python benchmarks/read_lines.py --from /data/other-lines  # a set kept elsewhere
 
 The lines come from `charjax.data.lines` (seeded): printed lines of the test-split font
 families, hand-print and joined lines of the handwriting synthesis's held-out writers, and
@@ -28,9 +29,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from charjax.atomic import write_json_atomic
 from charjax.data.lines import KINDS, align, char_errors, make_line_set
 from charjax.predict import load
 from charjax.read import Reader
+from charjax.viz.grid import save_png
 
 SAME_SHAPE = set("cosvwxzCOSVWXZ")
 _EASYOCR = """
@@ -108,11 +111,38 @@ def score(readings, truths) -> dict:
     }
 
 
+def generated_set(kind: str, n: int, seed: int, work: Path) -> tuple[list[Path], list[str]]:
+    """Renders `n` lines of `kind` into `work` as PNGs plus `KIND.json` (image name, text,
+    font or writer), the layout `--from` reads back."""
+    samples = make_line_set(kind, n, seed=seed)
+    paths = [save_png(Image.fromarray(s.image), work / f"{kind}-{i:03d}.png")
+             for i, s in enumerate(samples)]  # fmt: skip
+    manifest = [{"image": p.name, "text": s.text, "face": s.face}
+                for p, s in zip(paths, samples, strict=True)]  # fmt: skip
+    write_json_atomic(work / f"{kind}.json", manifest)
+    return paths, [s.text for s in samples]
+
+
+def stored_sets(folder: Path) -> dict[str, tuple[list[Path], list[str]]]:
+    """Line sets kept elsewhere: every `KIND.json` in `folder`, a list of {"image", "text"}
+    (as `--save-dir` writes). Truths are normalised like readings: charjax reads no
+    punctuation, so a set with some is scored on its letters, digits and spaces."""
+    sets = {}
+    for manifest in sorted(folder.glob("*.json")):
+        entries = json.loads(manifest.read_text())
+        sets[manifest.stem] = ([folder / e["image"] for e in entries],
+                               [normalise(e["text"]) for e in entries])  # fmt: skip
+    if not sets:
+        raise SystemExit(f"no KIND.json manifests in {folder}")
+    return sets
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--lines", type=int, default=60, help="Lines per kind.")
     parser.add_argument("--seed", type=int, default=1000, help="Not the seed tuned on.")
+    parser.add_argument("--from", dest="stored", default=None, help="A line set kept elsewhere.")
     parser.add_argument("--checkpoint", default=None, help="Default: the bundled model.")
     parser.add_argument("--easyocr-python", default=None, help="An interpreter with easyocr.")
     parser.add_argument("--save-dir", default=None, help="Keep the images and truth here.")
@@ -121,17 +151,12 @@ def main(argv=None) -> None:
 
     work = Path(args.save_dir or tempfile.mkdtemp(prefix="charjax-lines-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.stored:
+        sets = stored_sets(Path(args.stored))
+    else:
+        sets = {k: generated_set(k, args.lines, args.seed, work) for k in args.kinds.split(",")}
     results = {}
-    for kind in args.kinds.split(","):
-        samples = make_line_set(kind, args.lines, seed=args.seed)
-        paths = []
-        for i, s in enumerate(samples):
-            paths.append(work / f"{kind}-{i:03d}.png")
-            Image.fromarray(s.image).save(paths[-1])
-        truths = [s.text for s in samples]
-        (work / f"{kind}.json").write_text(json.dumps(
-            [{"image": p.name, "text": t, "face": s.face}
-             for p, t, s in zip(paths, truths, samples, strict=True)], indent=1))  # fmt: skip
+    for kind, (paths, truths) in sets.items():
         engines = {"charjax": read_charjax(paths, args.checkpoint)}
         if shutil.which("tesseract"):
             engines["tesseract"] = read_tesseract(paths)
@@ -140,9 +165,9 @@ def main(argv=None) -> None:
             if easy is not None:
                 engines["easyocr"] = easy
         results[kind] = {name: score(r, truths) for name, r in engines.items()}
-        print_table(kind, results[kind], len(samples))
+        print_table(kind, results[kind], len(paths))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        write_json_atomic(args.json, results)
     if not args.save_dir:
         shutil.rmtree(work)
 
