@@ -207,7 +207,8 @@ def has_ink(preprocessed: np.ndarray) -> bool:
     2 * area / perimeter of the ink (close for a bar, a ring or a curve).
 
     Args:
-      preprocessed: uint8 [S, S], ink bright on black (`preprocess`'s output, any size).
+      preprocessed: uint8 [H, W], ink bright on black: `preprocess`'s output (any size), or
+        the ink of a whole text image, as `charjax.read` checks it.
     """
     ink = np.asarray(preprocessed) > _INK_LEVEL
     area = int(ink.sum())

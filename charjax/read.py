@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from charjax.labels import CLASSES, parse_charset, restrict
-from charjax.preprocess import load_image, preprocess
+from charjax.preprocess import NO_INK, has_ink, load_image, preprocess
 from charjax.read_context import (
     LineGeometry,
     apply_case,
@@ -73,6 +73,7 @@ class ReadConfig:
     max_span: int = 4
     max_aspect: float = 1.5
     glyph_bonus: float = 0.0
+    per_width: bool = False
     space: float = 0.36
     prior: float = 1.0
     max_ink: float = 0.4
@@ -169,6 +170,8 @@ class Reader:
         mask = ink > cfg.segment.threshold
         if not mask.any():
             return Reading("", note="no text found (the image is blank)")
+        if not has_ink(np.rint(ink * 255).astype(np.uint8)):  # a dot or a speck, read as `o`
+            return Reading("", note=f"no text found ({NO_INK})")
         if mask.mean() > cfg.max_ink:
             return Reading("", note=f"no text found: {mask.mean():.0%} of the image is ink, "
                                     "so it looks like a picture or a photo, not text")  # fmt: skip
@@ -237,7 +240,8 @@ class Reader:
             for i in range(j):
                 if (i, j) not in spans:
                     continue
-                total = best[i] + score[spans[(i, j)]] + self.config.glyph_bonus
+                weight = (cols[j] - cols[i]) / group.height if self.config.per_width else 1.0
+                total = best[i] + weight * score[spans[(i, j)]] + self.config.glyph_bonus
                 if total > best[j]:
                     best[j], back[j] = total, i
         out, j = [], n

@@ -23,6 +23,7 @@ from charjax.fit import fit
 from charjax.labels import CLASSES
 from charjax.predict import Predictor, default_checkpoint
 from charjax.preprocess import PreprocessSpec, has_ink, load_image, preprocess
+from charjax.read import Reader
 
 
 @pytest.fixture(scope="module")
@@ -295,3 +296,11 @@ def test_training_into_a_full_disk_is_one_line(glyph_cache, tiny_filesystem):
     assert run.stderr.splitlines()[-1] == "charjax: error: no space left on the device"
     assert "Traceback" not in run.stderr and "absl" not in run.stderr
     assert len(run.stderr.splitlines()) == 2  # "Training tiny on ..." and the error
+
+
+def test_read_finds_no_text_in_a_click_rather_than_an_o(bundled):
+    reader = Reader(bundled)
+    for image in (_dot(18), _dot(40), _paper()):
+        reading = reader.read(image)
+        assert reading.text == "" and reading.note.startswith("no text found")
+    assert reader.read(_dot(18)).note == "no text found (too little ink to read)"
