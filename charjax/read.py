@@ -73,7 +73,6 @@ class ReadConfig:
     max_span: int = 4
     max_aspect: float = 1.5
     glyph_bonus: float = 0.0
-    per_width: bool = False
     space: float = 0.36
     prior: float = 1.0
     max_ink: float = 0.4
@@ -240,8 +239,7 @@ class Reader:
             for i in range(j):
                 if (i, j) not in spans:
                     continue
-                weight = (cols[j] - cols[i]) / group.height if self.config.per_width else 1.0
-                total = best[i] + weight * score[spans[(i, j)]] + self.config.glyph_bonus
+                total = best[i] + score[spans[(i, j)]] + self.config.glyph_bonus
                 if total > best[j]:
                     best[j], back[j] = total, i
         out, j = [], n
