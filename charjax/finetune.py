@@ -140,9 +140,10 @@ def load_source(init_from: str) -> Source:
 def _with_replay(data: str, size: int, data_dir: str | None, say: Callable) -> str:
     """`data`, or `data` with the replay mixed in when it is a small set of the user's own."""
     parts = parse_data(data) if data in KEYWORDS or not Path(data).is_dir() else None
-    own = parts is None or all(p.kind in ("path", "folder") for p in parts)
-    weighted = parts is not None and any(p.weight is not None for p in parts)
-    if not own or weighted:
+    # One dataset of your own, unweighted; a mixture someone wrote out is left as it is.
+    if parts is not None and (
+        len(parts) > 1 or parts[0].weight is not None or parts[0].kind not in ("path", "folder")
+    ):
         return data
     n_train = len(resolve_data(data, size, data_dir, progress=False).indices("train"))
     if n_train >= FINETUNE.small:

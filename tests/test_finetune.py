@@ -208,3 +208,11 @@ def test_small_folder_gets_a_replay_and_says_how_it_validates(
     summary = fit(config, tmp_path / "ft", progress=False, echo=said.append)
     assert any(which in line for line in said if line.startswith("Validating")), said
     assert summary["val"]["n"] == (4 if per_class == 3 else 31)  # glyph_cache val: 31
+
+
+@pytest.mark.parametrize("data", ["fonts", "a+b", "folder:mine:1", "fonts:1+folder:mine:1"])
+def test_a_keyword_or_a_mixture_written_out_gets_no_replay(data, tiny_run):
+    said = []
+    options = _options(init_from=str(tiny_run), data=data)
+    assert finetune_config(options, {"init_from", "data"}, said.append).data == data
+    assert not said
