@@ -35,7 +35,8 @@ def read(checkpoint, as_json, show, charset, images):
     """Read the words and lines of text in each IMAGE.
 
     Spaces come from the gaps between glyphs; lines are joined by newlines. An image with no
-    text reads as empty text, with a note on stderr.
+    text reads as empty text, with a note on stderr. Files that cannot be read are reported
+    on stderr while the others are read, and the exit status is 2.
 
     \b
     Example:
@@ -47,8 +48,18 @@ def read(checkpoint, as_json, show, charset, images):
     if charset is not None:
         parse_charset(charset)  # a typo fails before the model loads
     reader = Reader(load(checkpoint), charset=charset)
+    failed = 0
     for path in images:
-        reading = reader.read(path)
+        try:
+            reading = reader.read(path)
+        except CharjaxError as e:
+            if len(images) == 1:
+                raise  # one file: its error is the one line
+            failed += 1
+            click.echo(f"charjax: error: {e}", err=True)
+            if as_json:
+                click.echo(json.dumps({"file": path, "error": str(e)}))
+            continue
         if as_json:
             click.echo(json.dumps({"file": path, **reading.as_dict()}))
         elif len(images) > 1:
@@ -59,3 +70,6 @@ def read(checkpoint, as_json, show, charset, images):
             click.echo(f"charjax: {path}: {reading.note}", err=True)
         if show:
             save_reading_picture(path, reading, show)
+    if failed:
+        # Every readable file was read above; the exit status says not all were.
+        raise CharjaxError(f"{failed} of {len(images)} images could not be read")

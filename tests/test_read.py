@@ -193,3 +193,10 @@ def test_bad_charset_is_a_usage_error(tmp_path, capsys):
 def test_predictor_read_is_the_readers_reading(reader):
     line = render_print("Kansas 77", SANS, 40)
     assert reader.predictor.read(line).text == reader.read(line).text == "Kansas 77"
+
+
+def test_unreadable_file_among_others_is_reported_and_the_rest_read(tmp_path, capsys):
+    good = _save(tmp_path, render_print("Paris 12", SANS, 40))
+    code, out, err = run_cli(capsys, "read", good, tmp_path / "missing.png")
+    assert code == 2 and out == f"{good}: Paris 12\n"
+    assert "missing.png" in err and "1 of 2 images could not be read" in err
