@@ -38,7 +38,7 @@ ITEMS = ("model", "train", "meta")
 DAMAGED = "damaged"  # WORKDIR/damaged/checkpoints-STEP: steps a resume could not restore
 
 
-def damage(error: BaseException) -> str | None:
+def _damage(error: BaseException) -> str | None:
     """What a damaged or missing checkpoint file says, in one short line; None for a bug.
 
     orbax-checkpoint 0.12 raises, for garbage or truncated JSON, JSONDecodeError; for damaged
@@ -83,8 +83,8 @@ def _save_args(items: dict[str, Any], meta: dict[str, Any]):
     )
 
 
-def attempt(read: Callable[[], Any]) -> tuple[Any, str | None]:
-    """(read(), None), or (None, why) when it fails on damaged files (`damage`).
+def _attempt(read: Callable[[], Any]) -> tuple[Any, str | None]:
+    """(read(), None), or (None, why) when it fails on damaged files (`_damage`).
 
     Orbax leaves the coroutines and asyncio tasks of a failed read behind; collected later,
     each prints the error again with its TensorStore spec ("Exception ignored in ...", "Task
@@ -92,8 +92,8 @@ def attempt(read: Callable[[], Any]) -> tuple[Any, str | None]:
     """
     try:
         return read(), None
-    except Exception as e:  # orbax raises a bare Exception; `damage` sorts it out
-        reason = damage(e)
+    except Exception as e:  # orbax raises a bare Exception; `_damage` sorts it out
+        reason = _damage(e)
         if reason is None:
             raise  # a bug keeps its traceback
     hook, log = sys.unraisablehook, logging.getLogger("asyncio")
@@ -172,7 +172,7 @@ class RunCheckpoints:
         )
         skipped: list[tuple[int, str]] = []
         for step in sorted(self.latest.all_steps(), reverse=True):
-            restored, reason = attempt(partial(self.latest.restore, step, args=args))
+            restored, reason = _attempt(partial(self.latest.restore, step, args=args))
             if reason is not None:
                 skipped.append((step, reason))
                 continue
@@ -299,7 +299,7 @@ def load_for_inference(path) -> tuple[dict[str, Any], dict[str, Any]]:
     skipped: list[tuple[Path, str]] = []
     for step_dir in _step_dirs(path):
         step_dir = step_dir.absolute()
-        read, reason = attempt(partial(_read_step, step_dir))
+        read, reason = _attempt(partial(_read_step, step_dir))
         if reason is not None:
             skipped.append((step_dir, reason))
             continue
