@@ -84,6 +84,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fonts", required=True, type=Path, help="a prepared font dataset")
     parser.add_argument("--writers", type=int, default=5)
+    parser.add_argument("--first-writer", type=int, default=0, help="to split a run in parts")
     parser.add_argument("--seed", type=int, default=1000, help="writers' seed (not 2)")
     parser.add_argument("--ks", default="1,3,5", help="samples per class to fine-tune on")
     parser.add_argument("--eval-samples", type=int, default=5, help="per class, per writer")
@@ -101,7 +102,7 @@ def main(argv=None) -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="finetune-writers-") as tmp:
         tmp = Path(tmp)
-        for w in range(args.writers):
+        for w in range(args.first_writer, args.first_writer + args.writers):
             scans = writer_scans(args.seed, w, max(ks) + args.eval_samples)
             held = [s for drawings in scans for s in drawings[max(ks) :]]
             images = bundled.preprocess(held)
