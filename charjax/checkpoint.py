@@ -64,10 +64,6 @@ def _manager(directory: Path, max_to_keep: int):
     # first one's barrier "already ongoing" and the run fails.
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
-        # A killed save leaves STEP.orbax-checkpoint-tmp behind; removed here rather than
-        # warned about at every later save. Safe only because `WorkdirLock` keeps a second
-        # run from creating managers on the directories of a live one.
-        cleanup_tmp_directories=True,
         multiprocessing_options=ocp.options.MultiprocessingOptions(
             barrier_sync_key_prefix=directory.name
         ),
@@ -136,6 +132,13 @@ class RunCheckpoints:
     def __init__(self, workdir, keep_latest: int = 2):
         self.workdir, self.keep_latest = Path(workdir), keep_latest
         self.lock = WorkdirLock(self.workdir)
+        if jax.process_index() == 0:
+            # A killed save leaves STEP.orbax-checkpoint-tmp behind, which orbax warns about
+            # at every later save. Removed now (orbax's own cleanup runs in the background,
+            # after the restore has begun); safe because the lock keeps out a live run.
+            for tmp in self.workdir.glob("*/*.orbax-checkpoint-tmp*"):
+                if tmp.parent.name in ("checkpoints", "best"):
+                    shutil.rmtree(tmp, ignore_errors=True)
         self.latest = _manager(self.workdir / "checkpoints", keep_latest)
         self.best = _manager(self.workdir / "best", 1)
 

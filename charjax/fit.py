@@ -378,7 +378,11 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
     workdir.mkdir(parents=True, exist_ok=True)
     ckpts = RunCheckpoints(workdir)
     iterator_state, best = None, objective.no_best
-    restored = _restore(ckpts, state, f"best_val_{objective.best_metric}", objective.no_best)
+    try:
+        restored = _restore(ckpts, state, f"best_val_{objective.best_metric}", objective.no_best)
+    except BaseException:  # no checkpoint restores: the workdir is unlocked for the next try
+        ckpts.close()
+        raise
     if restored is not None:
         state, iterator_state, best = restored
         say(f"Resuming {workdir} from step {int(state.step)} of {total_steps}.")

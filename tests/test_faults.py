@@ -164,6 +164,7 @@ def test_a_workdir_with_no_step_that_restores_is_refused_and_nothing_moved(glyph
     ):
         fit(config, workdir, progress=False, echo=lambda s: None)
     assert not (workdir / "damaged").exists()
+    WorkdirLock(workdir).release()  # the failed resume let go of the workdir
 
 
 def test_eval_and_predict_fall_back_from_a_damaged_best_and_say_so(tiny_run, tmp_path, capsys):
@@ -220,8 +221,13 @@ def test_a_second_train_on_a_busy_workdir_stops_with_one_line(glyph_cache, tmp_p
 def test_leftovers_of_a_killed_save_are_removed_when_the_run_resumes(tmp_path):
     leftover = tmp_path / "checkpoints" / "6.orbax-checkpoint-tmp" / "model.orbax-checkpoint-tmp"
     leftover.mkdir(parents=True)
+    (tmp_path / "best" / "6.orbax-checkpoint-tmp").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "4" / "meta").mkdir(parents=True)  # a finished step stays
     RunCheckpoints(tmp_path).close()
-    assert not leftover.parent.exists()
+    assert (
+        not leftover.parent.exists() and not (tmp_path / "best" / "6.orbax-checkpoint-tmp").exists()
+    )
+    assert (tmp_path / "checkpoints" / "4" / "meta").is_dir()
 
 
 def test_a_killed_dataset_build_leaves_nothing_once_the_next_build_runs(tmp_path):
