@@ -91,7 +91,14 @@ def test_an_option_that_clashes_with_the_source_is_refused(tiny_run):
         )
 
 
-def test_same_command_resumes_a_finetuning_run(tiny_run, glyph_cache, tmp_path, capsys):
+def test_same_command_resumes_a_finetuning_run(
+    tiny_run, glyph_cache, tmp_path, capsys, monkeypatch
+):
+    # The small test set gets the replay default; replaying itself keeps the test from building
+    # the font dataset of every font on the machine (minutes where many fonts are installed).
+    monkeypatch.setattr(
+        finetune, "FINETUNE", dataclasses.replace(FINETUNE, replay=str(glyph_cache))
+    )
     args = ["train", "--init-from", tiny_run, "--data", glyph_cache, "--workdir", tmp_path / "ft"]
     args += ["--steps", "2", "--batch-size", "62", "--augment", "0", "--no-progress"]
     code, out, err = run_cli(capsys, *args)
