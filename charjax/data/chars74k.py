@@ -297,6 +297,32 @@ def _group_names(subset: Subset, nums: np.ndarray) -> tuple[np.ndarray, list[str
     ]
 
 
+def _read_archives(found: dict, opts, spec, stage_dir: Path, progress: bool) -> dict[str, dict]:
+    """Each wanted subset's images, labels and skip counts: from its stage file when an earlier
+    run left one for the same archive and preprocessing, else read from the archive (and
+    staged, so an interrupted preparation resumes there)."""
+    data: dict[str, dict] = {}
+    for name, (source, archive_id, ours) in found.items():
+        wanted = [s for s in opts.ordered if SUBSETS[s].archive == name]
+        stages = {s: stage_file(stage_dir, s, archive_id, spec) for s in wanted}
+        staged = {s: load_stage(p) for s, p in stages.items() if p.exists()}
+        data.update({s: d for s, d in staged.items() if d is not None})
+        todo = [SUBSETS[s] for s in wanted if s not in data]
+        if not todo:
+            continue
+        try:
+            read = chars74k_archive.read_subsets(source, todo, spec, opts.workers, progress)
+        except CorruptArchive as e:
+            if ours:  # a download of ours that cannot be read: fetch it afresh next time
+                source.unlink(missing_ok=True)
+                raise CharjaxError(f"{e}; deleted it, run again to download it afresh") from None
+            raise CharjaxError(f"{e}; get a fresh copy of {name}") from None
+        for s, d in read.items():
+            save_stage(stages[s], d)
+        data.update(read)
+    return data
+
+
 def prepare_chars74k(
     out: str | os.PathLike,
     options: Chars74kOptions | None = None,
@@ -332,25 +358,7 @@ def prepare_chars74k(
     dl_dir = Path(download_dir) if download_dir is not None else None
     found = _locate(opts, dl_dir, progress, confirm, report)
     stage_dir = out.with_name(f".{out.name}.parts")
-    data: dict[str, dict] = {}
-    for name, (source, archive_id, ours) in found.items():
-        wanted = [s for s in opts.ordered if SUBSETS[s].archive == name]
-        stages = {s: stage_file(stage_dir, s, archive_id, spec) for s in wanted}
-        staged = {s: load_stage(p) for s, p in stages.items() if p.exists()}
-        data.update({s: d for s, d in staged.items() if d is not None})
-        todo = [SUBSETS[s] for s in wanted if s not in data]
-        if not todo:
-            continue
-        try:
-            read = chars74k_archive.read_subsets(source, todo, spec, opts.workers, progress)
-        except CorruptArchive as e:
-            if ours:  # a download of ours that cannot be read: fetch it afresh next time
-                source.unlink(missing_ok=True)
-                raise CharjaxError(f"{e}; deleted it, run again to download it afresh") from None
-            raise CharjaxError(f"{e}; get a fresh copy of {name}") from None
-        for s, d in read.items():
-            save_stage(stages[s], d)
-        data.update(read)
+    data = _read_archives(found, opts, spec, stage_dir, progress)
 
     images, labels, groups, splits, group_names = [], [], [], [], []
     meta_subsets = {}
