@@ -62,6 +62,7 @@ _ENVIRONMENT_ERRNOS = {
 
 
 # charjax.atomic writes into `.NAME.tmp-XXXXXXXX[.SUFFIX]` first; the user knows NAME.
+_TENSORSTORE_ERRNO = re.compile(r"\[os_error_code='(\d+)'\]")
 _TEMP_NAME = re.compile(r"\.([^/]+)\.tmp-[0-9a-f]{8}(\.[^/]*)?(?=/|$)")
 
 
@@ -76,6 +77,10 @@ def environment_error(error: BaseException) -> str | None:
             if not error.filename:
                 return what
             return _TEMP_NAME.sub(r"\1\2", str(error.filename)) + f": {what}"
+        # tensorstore (under orbax) raises ValueError and names the errno only in its text.
+        code = _TENSORSTORE_ERRNO.search(str(error)) if isinstance(error, ValueError) else None
+        if code and int(code.group(1)) in _ENVIRONMENT_ERRNOS:
+            return _ENVIRONMENT_ERRNOS[int(code.group(1))]
         error = error.__cause__ or error.__context__
     return None
 
