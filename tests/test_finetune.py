@@ -100,6 +100,7 @@ def test_same_command_resumes_a_finetuning_run(
         finetune, "FINETUNE", dataclasses.replace(FINETUNE, replay=str(glyph_cache))
     )
     args = ["train", "--init-from", tiny_run, "--data", glyph_cache, "--workdir", tmp_path / "ft"]
+    args += ["--data-dir", tmp_path / "data"]  # the mixture with the replay goes here
     args += ["--steps", "2", "--batch-size", "62", "--augment", "0", "--no-progress"]
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
