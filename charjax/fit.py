@@ -197,6 +197,29 @@ def _restore(ckpts: RunCheckpoints, state: TrainState, best_key: str, no_best):
     return state.with_checkpoint_items(items), meta["iterator"], meta.get(best_key, no_best)
 
 
+def _restore_or_init(workdir: Path, state, config, objective, mesh, total_steps, say):
+    """(checkpoints, state, iterator state, best val result) to start the loop from.
+
+    The latest checkpoint in `workdir`, if any, replaces the fresh `state`; otherwise a
+    fine-tune's source model does (config.init_from); otherwise `state` stays as initialised.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    ckpts = RunCheckpoints(workdir)
+    try:
+        restored = _restore(ckpts, state, f"best_val_{objective.best_metric}", objective.no_best)
+    except BaseException:  # no checkpoint restores: the workdir is unlocked for the next try
+        ckpts.close()
+        raise
+    if restored is not None:
+        state, iterator_state, best = restored
+        say(f"Resuming {workdir} from step {int(state.step)} of {total_steps}.")
+        return ckpts, state, iterator_state, best
+    if config.init_from:
+        state = finetune.initial_state(state, config, mesh)
+        say(f"Starting from {finetune.load_source(config.init_from).provenance()['path']}.")
+    return ckpts, state, None, objective.no_best
+
+
 def _batches(train_arrays, config: TrainConfig, mesh, iterator_state) -> BatchIterator:
     """The training batches of this process, on the mesh, from `iterator_state` on."""
     return BatchIterator(
@@ -374,21 +397,9 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
     state = create_train_state(model, config, make_optimizer(config, schedule), mesh)
     run_info = _run_info(config, cache, total_steps)
 
-    # Restore or init: the latest checkpoint, if any, replaces the fresh state.
-    workdir.mkdir(parents=True, exist_ok=True)
-    ckpts = RunCheckpoints(workdir)
-    iterator_state, best = None, objective.no_best
-    try:
-        restored = _restore(ckpts, state, f"best_val_{objective.best_metric}", objective.no_best)
-    except BaseException:  # no checkpoint restores: the workdir is unlocked for the next try
-        ckpts.close()
-        raise
-    if restored is not None:
-        state, iterator_state, best = restored
-        say(f"Resuming {workdir} from step {int(state.step)} of {total_steps}.")
-    elif config.init_from:
-        state = finetune.initial_state(state, config, mesh)
-        say(f"Starting from {finetune.load_source(config.init_from).provenance()['path']}.")
+    ckpts, state, iterator_state, best = _restore_or_init(
+        workdir, state, config, objective, mesh, total_steps, say
+    )
     if is_main:
         write_json_atomic(workdir / "config.json", run_info)
     say(
