@@ -14,7 +14,6 @@ the 2 cores), timed in interleaved rounds by harness.py.
 """
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -96,28 +95,8 @@ def main(argv=None):
         rounds = 3 if args.quick else args.rounds
         contenders = harness.run_workers(workers, rounds, args.reps or (20 if args.quick else 50))
 
-    by_group: dict[str, dict[str, dict]] = {}
-    for c in contenders:
-        by_group.setdefault(c.group, {})[c.name] = c.summary()
-    rows = []
-    for group, members in by_group.items():
-        base = members["charjax"]["median_s"]
-        for name, s in members.items():
-            speed = f"{base / s['median_s']:.2f}x"
-            rows.append([group, name, harness.fmt_ms(s), f"{s['compile_s']:.2f}", speed])
-    print()
-    harness.print_table(
-        ["config", "contender", "ms per call median (min-max)", "first call s", "vs charjax"],
-        rows,
-    )
-    harness.write_json(
-        args.json,
-        {
-            "benchmark": "export_latency",
-            "argv": sys.argv[1:],
-            "machine": {w.label: w.machine for w in workers},
-            "results": [s for m in by_group.values() for s in m.values()],
-        },
+    harness.report_latency(
+        "export_latency", contenders, workers, "charjax", args.json, "vs charjax"
     )
 
 

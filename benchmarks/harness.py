@@ -304,3 +304,33 @@ def write_json(path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1, default=str))
     print(f"wrote {path}")
+
+
+def report_latency(benchmark, contenders, workers, baseline: str, json_path, header: str):
+    """Prints the per-call latency table of `contenders` (grouped by config) and writes JSON.
+
+    `header` names the last column: each contender's speed as the `baseline` contender's
+    median time over its own (nan where a group has no baseline).
+    """
+    by_group: dict[str, dict[str, dict]] = {}
+    for c in contenders:
+        by_group.setdefault(c.group, {})[c.name] = c.summary()
+    rows = []
+    for group, members in by_group.items():
+        base = members.get(baseline)
+        for name, s in members.items():
+            vs = base["median_s"] / s["median_s"] if base else float("nan")
+            rows.append([group, name, fmt_ms(s), f"{s['compile_s']:.2f}", f"{vs:.2f}x"])
+    print()
+    print_table(
+        ["config", "contender", "ms per call median (min-max)", "first call s", header], rows
+    )
+    write_json(
+        json_path,
+        {
+            "benchmark": benchmark,
+            "argv": sys.argv[1:],
+            "machine": {w.label: w.machine for w in workers},
+            "results": [s for m in by_group.values() for s in m.values()],
+        },
+    )

@@ -11,7 +11,6 @@ them); both sides use identical architectures (torch_models.py).
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 import harness
@@ -115,28 +114,8 @@ def main(argv=None):
     # Enough calls per round that one round takes ~0.1-0.5 s at batch 1.
     contenders = harness.run_workers(workers, rounds, args.reps or (20 if args.quick else 50))
 
-    by_group: dict[str, dict[str, dict]] = {}
-    for c in contenders:
-        by_group.setdefault(c.group, {})[c.name] = c.summary()
-    rows = []
-    for group, members in by_group.items():
-        torch_s = members.get("torch")
-        for name, s in members.items():
-            vs = torch_s["median_s"] / s["median_s"] if torch_s else float("nan")
-            rows.append([group, name, harness.fmt_ms(s), f"{s['compile_s']:.2f}", f"{vs:.2f}x"])
-    print()
-    harness.print_table(
-        ["config", "contender", "ms per call median (min-max)", "compile s", "speed vs torch"],
-        rows,
-    )
-    harness.write_json(
-        args.json,
-        {
-            "benchmark": "predict_latency",
-            "argv": sys.argv[1:],
-            "machine": {w.label: w.machine for w in workers},
-            "results": [s for m in by_group.values() for s in m.values()],
-        },
+    harness.report_latency(
+        "predict_latency", contenders, workers, "torch", args.json, "speed vs torch"
     )
 
 
