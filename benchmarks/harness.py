@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from charjax.atomic import write_text_atomic
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -190,8 +192,14 @@ def worker_main(build: Callable[[dict], list[Contender]], spec_json: str) -> Non
             return
 
 
-def run_workers(workers: list[Worker], rounds: int, reps: int, log=print) -> list[Contender]:
-    """Warms every worker up, then times `rounds` interleaved rounds; returns all contenders."""
+def run_workers(
+    workers: list[Worker], rounds: int, reps: int, log=print, deadline: float | None = None
+) -> list[Contender]:
+    """Warms every worker up, then times `rounds` interleaved rounds; returns all contenders.
+
+    `deadline` (a `time.monotonic()` value) ends the timing early, after at least one round,
+    so that a run with a wall-clock budget (benchmarks/gpu.py) still reports every contender.
+    """
     try:
         for w in workers:
             t = time.perf_counter()
@@ -201,6 +209,9 @@ def run_workers(workers: list[Worker], rounds: int, reps: int, log=print) -> lis
             for w in workers:
                 w.time_round(reps)
             log(f"  round {r + 1}/{rounds}")
+            if deadline is not None and time.monotonic() > deadline and r + 1 < rounds:
+                log(f"  time budget reached: {r + 1} of {rounds} rounds")
+                break
     finally:
         for w in workers:
             w.close()
@@ -300,9 +311,8 @@ def print_table(headers: list[str], rows: list[list]) -> None:
 def write_json(path, payload: dict) -> None:
     if not path:
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1, default=str))
+    # Atomic: benchmarks/gpu.py reads a section's file even when the section was killed.
+    write_text_atomic(path, json.dumps(payload, indent=1, default=str))
     print(f"wrote {path}")
 
 
