@@ -101,3 +101,27 @@ def tiny_run(glyph_cache, tmp_path_factory):
 @pytest.fixture
 def key():
     return jax.random.PRNGKey(0)
+
+
+@pytest.fixture(scope="module")
+def app():
+    """The offscreen QApplication of the GUI tests (no display needed, same pixels everywhere)."""
+    # PySide6 is imported here, not at the top, so the other tests never load Qt.
+    from PySide6.QtWidgets import QApplication
+
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"  # read when the QApplication is created
+    return QApplication.instance() or QApplication([])
+
+
+@pytest.fixture
+def window(app, tiny_run, tmp_path):
+    """charjax-gui's main window on the tiny run, shown and ready to predict."""
+    from gui_support import wait_until
+
+    from charjax.apps.gui import MainWindow
+
+    win = MainWindow(checkpoint=tiny_run, samples_dir=tmp_path / "samples")
+    win.show()
+    wait_until(app, lambda: win.service.is_ready)
+    yield win
+    win.close()

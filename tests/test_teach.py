@@ -3,12 +3,10 @@ Learn (a real `charjax train --init-from` in another process, a few steps), see 
 switch to the personal model and the before/after accuracy, reopen it at the next start,
 go back to the bundled model; and Cancel a Learn."""
 
-import os
 import time
 
 import pytest
 from PySide6.QtCore import QPointF
-from PySide6.QtWidgets import QApplication
 
 from charjax.apps import teach
 from charjax.apps.gui import MainWindow
@@ -20,12 +18,6 @@ STROKES = {
     "T": [[(60, 50), (220, 50)], [(140, 50), (140, 240)]],
 }
 FAST = ("--steps", "3", "--batch-size", "62", "--augment", "0")
-
-
-@pytest.fixture(scope="module")
-def app():
-    os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    return QApplication.instance() or QApplication([])
 
 
 @pytest.fixture
