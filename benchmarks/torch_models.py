@@ -117,12 +117,27 @@ class ResNet(nn.Module):
         return self.out(x.mean(dim=(2, 3)))
 
 
+class Tiny(nn.Module):
+    """charjax.models.cnn.Tiny (tests only; benchmarks/gpu.py --smoke): 2 convs, mean, dense."""
+
+    def __init__(self, num_classes=62):
+        super().__init__()
+        self.conv1, self.conv2 = SameConv(1, 8, 3), SameConv(8, 16, 3)
+        self.out = nn.Linear(16, num_classes)
+
+    def forward(self, x):  # [B, 1, H, W]
+        x = max_pool_2x2(F.relu(self.conv1(x)))
+        return self.out(F.relu(self.conv2(x)).mean(dim=(2, 3)))
+
+
 def build(arch: str, image_size: int) -> nn.Module:
-    """The torch twin of a charjax registry name ("cnn-small" or "resnet-small")."""
+    """The torch twin of a charjax registry name ("cnn-small", "resnet-small" or "tiny")."""
     if arch == "cnn-small":
         return CNN()
     if arch == "resnet-small":
         return ResNet(image_size)
+    if arch == "tiny":
+        return Tiny()
     raise KeyError(f"no torch reference for {arch!r}")
 
 
@@ -147,6 +162,14 @@ def load_flax(module: nn.Module, variables) -> None:
         lin.weight.data, lin.bias.data = _t(np.asarray(p[name]["kernel"]).T), _t(p[name]["bias"])
 
     with torch.no_grad():
+        if isinstance(module, Tiny):
+            for conv, name in ((module.conv1, "Conv_0"), (module.conv2, "Conv_1")):
+                conv.weight.data, conv.bias.data = (
+                    _conv_weight(p[name]["kernel"]),
+                    _t(p[name]["bias"]),
+                )
+            dense(module.out, "Dense_0")
+            return
         if isinstance(module, CNN):
             module.conv.weight.data = _conv_weight(p["Conv_0"]["kernel"])
             module.conv.bias.data = _t(p["Conv_0"]["bias"])

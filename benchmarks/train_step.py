@@ -5,6 +5,9 @@ norm statistics, dropout), softmax cross-entropy, backward, AdamW update. charja
 jitted with the state donated and the batch sharded over all devices, as `charjax.step`
 does; torch runs eagerly (its default NCHW layout, and channels_last). "charjax library"
 is the library's own `train_step` (with on-device augmentation and metrics) for reference.
+With `--dtypes float32 bfloat16` each runs in both: charjax's model computes in bfloat16
+(params and optimizer state float32, as `TrainConfig.dtype`), torch under bfloat16 autocast;
+"vs best torch" compares contenders of the same dtype.
 
 Each side runs in its own worker process (see harness.py): "charjax" with the library's
 defaults, "before" with the plain formulations and XLA's default flags (what charjax did
@@ -14,16 +17,20 @@ before the CPU work), and "torch". Rounds are interleaved across the processes.
     .venv/bin/python benchmarks/train_step.py --quick              # fewer rounds
     .venv/bin/python benchmarks/train_step.py --ablate             # each CPU lever alone
     .venv/bin/python benchmarks/train_step.py --json out.json
+    .venv/bin/python benchmarks/train_step.py --dtypes float32 bfloat16 --batch 256 1024
 """
 
 import argparse
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
 import harness
 import numpy as np
 from harness import Contender
+
+from charjax.backend import compute_dtype  # light: imports JAX only when called
 
 HERE = Path(__file__).resolve().parent
 ARCHS = ("cnn-small", "resnet-small")
@@ -54,7 +61,7 @@ def _batch(size, batch, seed=0):
     return images, rng.integers(0, 62, batch).astype(np.int32)
 
 
-def jax_model_step(arch, size, batch, fast):
+def jax_model_step(arch, size, batch, fast, dtype="float32"):
     """charjax: forward + loss + backward + AdamW on a fixed batch, as one jitted program."""
     import jax
     import jax.numpy as jnp
@@ -63,7 +70,7 @@ def jax_model_step(arch, size, batch, fast):
     from charjax import parallel
     from charjax.models import get_model
 
-    model = get_model(arch, fast=fast)
+    model = get_model(arch, fast=fast, dtype=compute_dtype(dtype))
     mesh = parallel.make_mesh()
     repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
     images, labels = _batch(size, batch)
@@ -137,8 +144,9 @@ def jax_library_step(arch, size, batch, **overrides):
     return run
 
 
-def torch_step(arch, size, batch, channels_last):
-    """PyTorch eager: the same architecture, loss and optimizer (see torch_models.py)."""
+def torch_step(arch, size, batch, channels_last, dtype="float32"):
+    """PyTorch eager: the same architecture, loss and optimizer (see torch_models.py);
+    dtype "bfloat16" runs forward and loss under autocast, torch's mixed precision."""
     import torch
     import torch_models
 
@@ -157,10 +165,13 @@ def torch_step(arch, size, batch, channels_last):
         [{"params": decay, "weight_decay": 5e-4}, {"params": rest, "weight_decay": 0.0}], lr=1e-3
     )
 
+    autocast = torch.autocast(device.type, torch.bfloat16, enabled=dtype == "bfloat16")
+
     def run(n):
         for _ in range(n):
             opt.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(model(x), y)
+            with autocast:
+                loss = torch.nn.functional.cross_entropy(model(x), y)
             loss.backward()
             opt.step()
         harness.torch_sync(device)
@@ -178,22 +189,37 @@ def build(spec: dict) -> list[Contender]:
     for arch, size, batch in spec["configs"]:
         group = group_name(arch, size, batch)
         if spec["side"] == "torch":
-            import torch_models  # the torch worker only
+            out += _torch_contenders(arch, size, batch, spec.get("dtypes", ["float32"]))
+            continue
+        name = spec["variant"]
+        fast = VARIANTS[name]["fast"]
+        for dtype in spec.get("dtypes", ["float32"]):
+            run = jax_model_step(arch, size, batch, fast, dtype)
+            info = {"dtype": dtype, "layout": "NHWC"}
+            out.append(Contender(_dtype_name(name, dtype), group, run, batch, info))
+        if spec.get("library") and name == "charjax":
+            run = jax_library_step(arch, size, batch)  # dtype "auto", as `charjax train`
+            info = {"dtype": str(compute_dtype("auto")), "layout": "NHWC"}
+            out.append(Contender("charjax library", group, run, batch, info))
+    return out
 
-            # A comparison is only meaningful if the twin is the same function.
-            torch_models.check_same_function(arch, size)
-            out.append(Contender("torch", group, torch_step(arch, size, batch, False), batch))
-            out.append(
-                Contender("torch channels_last", group, torch_step(arch, size, batch, True), batch)
-            )
-        else:
-            name = spec["variant"]
-            fast = VARIANTS[name]["fast"]
-            out.append(Contender(name, group, jax_model_step(arch, size, batch, fast), batch))
-            if spec.get("library") and name == "charjax":
-                out.append(
-                    Contender("charjax library", group, jax_library_step(arch, size, batch), batch)
-                )
+
+def _dtype_name(name, dtype):  # float32 keeps the plain names of the CPU tables
+    return name if dtype == "float32" else f"{name} {dtype}"
+
+
+def _torch_contenders(arch, size, batch, dtypes):
+    import torch_models  # the torch worker only
+
+    # A comparison is only meaningful if the twin is the same function.
+    torch_models.check_same_function(arch, size)
+    group = group_name(arch, size, batch)
+    out = []
+    for dtype in dtypes:
+        for channels_last, name in ((False, "torch"), (True, "torch channels_last")):
+            run = torch_step(arch, size, batch, channels_last, dtype)
+            info = {"dtype": dtype, "layout": "NHWC" if channels_last else "NCHW"}
+            out.append(Contender(_dtype_name(name, dtype), group, run, batch, info))
     return out
 
 
@@ -211,11 +237,17 @@ def main(argv=None):
     )
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--no-library", action="store_true", help="skip charjax's own train_step")
+    p.add_argument(
+        "--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
+        help="compute dtypes (torch: bfloat16 autocast)",
+    )  # fmt: skip
+    p.add_argument("--budget-s", type=float, help="stop timing rounds after this many seconds")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         return harness.worker_main(build, args.worker)
+    deadline = time.monotonic() + args.budget_s if args.budget_s else None
 
     # On a GPU/TPU, batch 128 of 32 px images measures little but dispatch overhead.
     backend = harness.probe_backend()
@@ -231,15 +263,22 @@ def main(argv=None):
     workers = [
         harness.Worker(
             script,
-            {"side": "jax", "variant": v, "configs": configs, "library": not args.no_library},
+            {
+                "side": "jax",
+                "variant": v,
+                "configs": configs,
+                "library": not args.no_library,
+                "dtypes": args.dtypes,
+            },
             env=VARIANTS[v]["env"],
             label=v,
         )
         for v in variants
     ]
     if not args.no_torch:
-        workers.append(harness.Worker(script, {"side": "torch", "configs": configs}, label="torch"))
-    contenders = harness.run_workers(workers, rounds, reps)
+        spec = {"side": "torch", "configs": configs, "dtypes": args.dtypes}
+        workers.append(harness.Worker(script, spec, label="torch"))
+    contenders = harness.run_workers(workers, rounds, reps, deadline=deadline)
     report(contenders, workers, args)
 
 
@@ -255,13 +294,18 @@ def report(contenders, workers, args):
         return f"{s['per_s_median'] / other['per_s_median']:.2f}x" if other else ""
 
     for group, members in by_group.items():
-        torch_best = max(
-            (s for n, s in members.items() if n.startswith("torch")),
-            key=lambda s: s["per_s_median"],
-            default=None,
-        )
         before = members.get("before")
         for name, s in members.items():
+            # The fastest torch layout at the same dtype (bfloat16 is compared with autocast).
+            torch_best = max(
+                (t for n, t in members.items() if n.startswith("torch")
+                 and t.get("dtype") == s.get("dtype")),
+                key=lambda t: t["per_s_median"],
+                default=None,
+            )  # fmt: skip
+            if torch_best:
+                s["vs_best_torch"] = s["per_s_median"] / torch_best["per_s_median"]
+                s["best_torch"] = torch_best["name"]
             rows.append(
                 [group, name, f"{s['compile_s']:.1f}", harness.fmt_rate(s), times(s, before),
                  times(s, torch_best)]
