@@ -129,8 +129,10 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=5, help="batches per round")
     p.add_argument("--loop-steps", type=int, default=60)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--budget-s", type=float, help="stop timing rounds after this many seconds")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
+    deadline = time.monotonic() + args.budget_s if args.budget_s else None
     batch = args.batch or (1024 if harness.accelerator() else 128)
     rounds, loop_steps = (3, 20) if args.quick else (args.rounds, args.loop_steps)
     mesh = parallel.make_mesh()
@@ -144,9 +146,12 @@ def main(argv=None):
             loops.append((cs[0].group, arrays, loop))
     for c in all_contenders:
         c.warmup()
-    for _ in range(rounds):
+    for r in range(rounds):
         for c in all_contenders:
             c.time_round(args.reps)
+        if deadline is not None and time.monotonic() > deadline and r + 1 < rounds:
+            print(f"time budget reached: {r + 1} of {rounds} rounds")
+            break
     waits = {}
     for group, arrays, (state, step, put) in loops:
         waits[group] = data_wait(arrays, batch, state, step, put, loop_steps)

@@ -11,6 +11,7 @@ them); both sides use identical architectures (torch_models.py).
 """
 
 import argparse
+import time
 from pathlib import Path
 
 import harness
@@ -94,11 +95,17 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=None, help="calls per round (default: scaled)")
     p.add_argument("--quick", action="store_true", help="3 rounds")
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+        help="the charjax workers to run",
+    )  # fmt: skip
+    p.add_argument("--budget-s", type=float, help="stop timing rounds after this many seconds")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         return harness.worker_main(build, args.worker)
+    deadline = time.monotonic() + args.budget_s if args.budget_s else None
 
     rounds = 3 if args.quick else args.rounds
     configs = [[a, s, b] for b in args.batches for s in args.sizes for a in args.archs]
@@ -107,12 +114,13 @@ def main(argv=None):
         harness.Worker(
             script, {"side": "jax", "variant": v, "configs": configs}, VARIANTS[v]["env"], v
         )
-        for v in VARIANTS
+        for v in args.variants
     ]
     if not args.no_torch:
         workers.append(harness.Worker(script, {"side": "torch", "configs": configs}, label="torch"))
     # Enough calls per round that one round takes ~0.1-0.5 s at batch 1.
-    contenders = harness.run_workers(workers, rounds, args.reps or (20 if args.quick else 50))
+    reps = args.reps or (20 if args.quick else 50)
+    contenders = harness.run_workers(workers, rounds, reps, deadline=deadline)
 
     harness.report_latency(
         "predict_latency", contenders, workers, "torch", args.json, "speed vs torch"
