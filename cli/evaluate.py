@@ -4,16 +4,12 @@ import json
 
 import click
 
+from charjax.cli.options import bundled_checkpoint_option, charset_option
 from charjax.evaluate import describe, evaluate_checkpoint
 
 
 @click.command(name="eval")
-@click.option(
-    "--checkpoint",
-    default=None,
-    help="A run directory or checkpoint directory [default: the bundled model; give it "
-    "--data, as its training data is not on this machine].",
-)
+@bundled_checkpoint_option("; give it --data, as its training data is not on this machine")
 @click.option(
     "--data",
     default=None,
@@ -42,12 +38,7 @@ from charjax.evaluate import describe, evaluate_checkpoint
     help="Also write a report into DIR: confusion matrix, per-class accuracy and most "
     "confident mistakes (PNGs), and report.md linking them.",
 )
-@click.option(
-    "--charset",
-    default=None,
-    help="Score answers restricted to digits, upper, lower, letters, alnum or characters like "
-    "0-9A-F, over the images whose label is in the set.",
-)
+@charset_option("Score answers restricted to {sets}, over the images whose label is in the set.")
 def evaluate(checkpoint, data, split, as_json, report_dir, charset):
     """Evaluate a trained classifier (or the reconstructions of a generative model).
 

@@ -4,26 +4,17 @@ import json
 
 import click
 
+from charjax.cli.options import bundled_checkpoint_option, charset_option
 from charjax.errors import CharjaxError
-from charjax.labels import parse_charset
 from charjax.predict import load
 from charjax.preprocess import NO_INK
 
 
 @click.command()
-@click.option(
-    "--checkpoint",
-    default=None,
-    help="A run directory or checkpoint directory [default: the bundled model].",
-)
+@bundled_checkpoint_option()
 @click.option("--top-k", default=5, show_default=True, type=int, help="Guesses per image.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line per image.")
-@click.option(
-    "--charset",
-    default=None,
-    help="Answer only from digits, upper, lower, letters, alnum or characters like 0-9A-F "
-    "(probabilities renormalised over them).",
-)
+@charset_option("Answer only from {sets} (probabilities renormalised over them).")
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 def predict(checkpoint, top_k, as_json, charset, images):
     """Recognise the character in each IMAGE.
@@ -38,8 +29,6 @@ def predict(checkpoint, top_k, as_json, charset, images):
       charjax predict --checkpoint runs/resnet letter.png photo.jpg
       charjax predict --charset 0-9A-F digit.png   # a hex code: only 16 answers possible
     """
-    if charset is not None:
-        parse_charset(charset)  # a typo fails before the model loads
     predictor = load(checkpoint)
     answers = predictor.predict_files(images, top_k=top_k, charset=charset)
     for path, answer in zip(images, answers, strict=True):

@@ -4,19 +4,15 @@ import json
 
 import click
 
+from charjax.cli.options import bundled_checkpoint_option, charset_option
 from charjax.errors import CharjaxError
-from charjax.labels import parse_charset
 from charjax.predict import load
 from charjax.read import Reader
 from charjax.viz.reading import save_reading_picture
 
 
 @click.command()
-@click.option(
-    "--checkpoint",
-    default=None,
-    help="A run directory or checkpoint directory [default: the bundled model].",
-)
+@bundled_checkpoint_option()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line per image.")
 @click.option(
     "--show",
@@ -24,12 +20,7 @@ from charjax.viz.reading import save_reading_picture
     default=None,
     help="Write a picture of the boxes and the reading over the image (one IMAGE only).",
 )
-@click.option(
-    "--charset",
-    default=None,
-    help="Read only these characters: digits, upper, lower, letters, alnum, or a set such as "
-    "0-9A-F.",
-)
+@charset_option("Read only these characters: {sets}.")
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 def read(checkpoint, as_json, show, charset, images):
     """Read the words and lines of text in each IMAGE.
@@ -45,8 +36,6 @@ def read(checkpoint, as_json, show, charset, images):
     """
     if show and len(images) != 1:
         raise CharjaxError("--show draws one reading; give one IMAGE with it")
-    if charset is not None:
-        parse_charset(charset)  # a typo fails before the model loads
     reader = Reader(load(checkpoint), charset=charset)
     failed = 0
     for path in images:
