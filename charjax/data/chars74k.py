@@ -39,7 +39,7 @@ from charjax.data import chars74k_archive
 from charjax.data.cache import SPLITS, is_cache, write_cache
 from charjax.data.chars74k_archive import CorruptArchive, load_stage, save_stage, stage_file
 from charjax.data.download import download, verify
-from charjax.data.folder import split_per_class
+from charjax.data.folder import check_split_fractions, split_per_class
 from charjax.errors import CharjaxError
 from charjax.preprocess import PreprocessSpec
 
@@ -119,10 +119,7 @@ class Chars74kOptions:
             raise CharjaxError(f"unknown split {self.split!r}; choose {' or '.join(SPLIT_MODES)}")
         if self.split == "writer" and "hand" not in self.subsets:
             raise CharjaxError("--split writer needs the hand subset: only its files name writers")
-        if not (0 <= self.val_fraction < 1 and 0 < self.test_fraction < 1):
-            raise CharjaxError("val fraction must be in [0, 1) and test fraction in (0, 1)")
-        if self.val_fraction + self.test_fraction >= 1:
-            raise CharjaxError("val fraction plus test fraction must be below 1")
+        check_split_fractions(self.val_fraction, self.test_fraction, test_needed=True)
         if self.from_dir and self.url_base:
             raise CharjaxError("give --from-dir or --url-base, not both")
         for name, digest in self.sha256:

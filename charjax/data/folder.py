@@ -55,10 +55,7 @@ class FolderOptions:
 
     def __post_init__(self):
         PreprocessSpec(size=self.size)  # validates the size with the usual message
-        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1):
-            raise CharjaxError("--val-fraction and --test-fraction must be in [0, 1)")
-        if self.val_fraction + self.test_fraction >= 1:
-            raise CharjaxError("--val-fraction plus --test-fraction must be below 1")
+        check_split_fractions(self.val_fraction, self.test_fraction)
 
 
 @dataclass
@@ -239,6 +236,17 @@ def load_folder_images(
         reasons = ", ".join(f"{len(v)} {k}" for k, v in report.skipped.items())
         raise CharjaxError(f"{root}: no usable image among {len(items)} files ({reasons})")
     return np.stack(images), np.asarray(labels, np.int32), report
+
+
+def check_split_fractions(val_fraction: float, test_fraction: float, test_needed=False) -> None:
+    """The held-out fractions of a split: each in [0, 1) (test above 0 when the source has no
+    other test set) and leaving something to train on."""
+    low = test_fraction > 0 if test_needed else test_fraction >= 0
+    if not (0 <= val_fraction < 1 and low and val_fraction + test_fraction < 1):
+        raise CharjaxError(
+            f"val and test fractions must be >= 0{' (test above 0)' if test_needed else ''} "
+            f"and sum below 1, got {val_fraction} and {test_fraction}"
+        )
 
 
 def split_per_class(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int):

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from charjax.data.cache import write_cache
+from charjax.data.folder import check_split_fractions
 from charjax.data.handwriting_forms import FORMS, Glyph, form_weights
 from charjax.data.strokes import draw_pen
 from charjax.errors import CharjaxError
@@ -284,12 +285,7 @@ class HandwritingOptions:
             raise CharjaxError(f"writers must be between 3 and 100000, got {self.writers}")
         if not 1 <= self.samples <= 64:
             raise CharjaxError(f"samples must be between 1 and 64, got {self.samples}")
-        held_out = self.val_fraction + self.test_fraction
-        if min(self.val_fraction, self.test_fraction) < 0 or held_out >= 1:
-            raise CharjaxError(
-                "val and test fractions must be >= 0 and leave writers for training, got "
-                f"{self.val_fraction} and {self.test_fraction}"
-            )
+        check_split_fractions(self.val_fraction, self.test_fraction)
         if self.workers < 0:
             raise CharjaxError(f"workers must be >= 0, got {self.workers}")
 
