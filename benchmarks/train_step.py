@@ -53,6 +53,18 @@ VARIANTS = {
         "fast": True,
     },
 }
+# XLA:CPU flags tried one at a time on resnet-small (README "Tried and rejected"); charjax's own
+# defaults still apply, except the one flag a variant sets.
+_ABLATION_FLAGS = {
+    "ynn convs": "--xla_cpu_experimental_ynn_fusion_type=individual_convolution",
+    "ynn dots": "--xla_cpu_experimental_ynn_fusion_type=individual_dot",
+    "ynn reduce": "--xla_cpu_experimental_ynn_fusion_type=reduce",
+    "xnn convs": "--xla_cpu_experimental_xnn_fusion_type=individual_convolution",
+    "xnn graph": "--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY",
+    "memory scheduler": "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED",
+    "fast-runtime preset": "--xla_cpu_opt_preset=CPU_OPT_PRESET_FAST_RUNTIME",
+}
+VARIANTS.update({k: {"env": {"XLA_FLAGS": v}, "fast": True} for k, v in _ABLATION_FLAGS.items()})
 
 
 def _batch(size, batch, seed=0):
