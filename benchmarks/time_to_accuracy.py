@@ -5,10 +5,14 @@ families never seen in training) in a fresh process, evaluating every --eval-eve
 watches WORKDIR/metrics.jsonl as it is written: each eval record is stamped with the wall time
 since the command started (start-up, dataset loading and compilation included). Accuracy is
 case-insensitive top-1 ("accuracy_ci": c/C, o/O, s/S... are the same picture once cropped).
-Stops the run once every target is reached, or at --max-minutes.
+Stops the run once every target is reached, or at --max-minutes. `--trainer torch` runs
+benchmarks/torch_train.py instead, the PyTorch twin with the same recipe, data and metrics
+records, watched the same way. The load average at start and end goes into the JSON (the
+machine is shared: say which load a number was measured under).
 
     .venv/bin/python benchmarks/time_to_accuracy.py              # resnet-small, fonts, 32 px
     .venv/bin/python benchmarks/time_to_accuracy.py --arch cnn-small --image-size 64
+    .venv/bin/python benchmarks/time_to_accuracy.py --trainer torch --json torch.json
     .venv/bin/python benchmarks/time_to_accuracy.py --data /path/to/prepared/fonts --json out.json
     .venv/bin/python benchmarks/time_to_accuracy.py --replot a.json b.json --plot curves.png
 
@@ -34,6 +38,10 @@ def _charjax_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "charjax.cli.main"]
 
 
+def _torch_command() -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve().with_name("torch_train.py"))]
+
+
 def _eval_records(path: Path, seen: int) -> tuple[list[dict], int]:
     """New complete eval records of metrics.jsonl after the first `seen` lines."""
     if not path.exists():
@@ -49,19 +57,20 @@ def run(args) -> dict:
     if (workdir / "metrics.jsonl").exists():
         raise SystemExit(f"{workdir} already holds a run; give a new --workdir")
     workdir.mkdir(parents=True, exist_ok=True)
-    command = _charjax_command() + [
-        "train",
+    trainer = _charjax_command() + ["train"] if args.trainer == "charjax" else _torch_command()
+    command = trainer + [
         "--arch", args.arch,
         "--data", args.data,
         "--image-size", str(args.image_size),
         "--workdir", str(workdir),
         "--eval-every", str(args.eval_every),
-        "--checkpoint-every", "0",
         "--seed", str(args.seed),
-        "--no-progress",
+        # charjax: no checkpoints but at evaluations (torch_train.py saves there too).
+        *(["--checkpoint-every", "0", "--no-progress"] if args.trainer == "charjax" else []),
         *args.train_args,
     ]  # fmt: skip
     print(" ".join(command))
+    load_start = os.getloadavg()
     start = time.perf_counter()
     log = (workdir / "train.log").open("w")  # the command's own output
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
@@ -104,11 +113,13 @@ def run(args) -> dict:
                 proc.kill()
     log.close()
     if proc.returncode not in (0, -signal.SIGINT, 130) and not curve:
-        raise SystemExit(f"charjax train failed (exit code {proc.returncode}); see {log.name}")
+        raise SystemExit(f"{args.trainer} failed (exit code {proc.returncode}); see {log.name}")
     config = json.loads((workdir / "config.json").read_text())
     return {
         "benchmark": "time_to_accuracy",
+        "trainer": args.trainer,
         "command": command,
+        "load_average": {"start": load_start, "end": os.getloadavg()},  # 1, 5, 15 min
         "data": config.get("data"),
         "targets": {f"{t:.2f}": reached.get(t) for t in targets},
         "curve": curve,
@@ -128,10 +139,11 @@ def plot(results: list[dict], out: str) -> None:
         curve = result["curve"]
         arch = result["command"][result["command"].index("--arch") + 1]
         minutes = [p["wall_s"] / 60 for p in curve]
-        ax.plot(minutes, [100 * p["accuracy_ci"] for p in curve], marker=".", label=arch)
+        label = f"{arch}, {result.get('trainer', 'charjax')}"  # older results: charjax only
+        ax.plot(minutes, [100 * p["accuracy_ci"] for p in curve], marker=".", label=label)
     for t in results[0]["targets"]:
         ax.axhline(100 * float(t), color="gray", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("wall time since `charjax train` started (min)")
+    ax.set_xlabel("wall time since the training command started (min)")
     ax.set_ylabel("held-out fonts, top-1 case-insensitive (%)")
     ax.set_xlim(left=0)  # the start-up and compile time before the first point shows
     ax.set_ylim(50, 100)
@@ -147,6 +159,7 @@ def plot(results: list[dict], out: str) -> None:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trainer", choices=("charjax", "torch"), default="charjax")
     p.add_argument("--arch", default="resnet-small")
     p.add_argument("--data", default="fonts")
     p.add_argument("--image-size", type=int, default=32)
@@ -159,7 +172,7 @@ def main(argv=None):
     p.add_argument("--plot", help="draw accuracy against wall time into this PNG (matplotlib)")
     p.add_argument("--replot", nargs="+", metavar="JSON", help="plot these results; no training")
     p.add_argument(
-        "train_args", nargs="*", help="more `charjax train` options, after --, e.g. -- --lr 1e-3"
+        "train_args", nargs="*", help="more trainer options, after --, e.g. -- --lr 1e-3"
     )
     args = p.parse_args(argv)
     if args.replot:
@@ -183,6 +196,8 @@ def main(argv=None):
     )
     data = result["data"] or {}
     print(f"data: {data.get('path')} ({data.get('counts')})")
+    print(f"load average (1, 5, 15 min): start {result['load_average']['start']}, "
+          f"end {result['load_average']['end']}")  # fmt: skip
     result["xla_flags_env"] = env_note
     harness.write_json(args.json, result)
     if args.plot:
