@@ -241,13 +241,12 @@ def machine() -> dict:
         "devices": f"{len(devices)} x {devices[0].device_kind}",
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
-    try:
-        import torch  # only to record its version when it is installed
-
+    # Only a process that runs torch records it: importing torch to ask (seconds) would also
+    # start its thread pool in a JAX worker.
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
         info["torch"] = torch.__version__
         info["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
     with contextlib.suppress(OSError):
         info["loadavg"] = os.getloadavg()[0]
     return info
