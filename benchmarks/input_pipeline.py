@@ -63,7 +63,7 @@ class _Stream:
         jax.block_until_ready(batch)
 
 
-def contenders(arch, size, batch, arrays, mesh):
+def contenders(arch, size, batch, arrays, mesh, strength=1.0):
     group = f"{arch} {size}px b{batch}"
     put = lambda b: parallel.put_batch(b, mesh)
     host = {"image": arrays["image"][:batch], "label": arrays["label"][:batch].astype(np.int32)}
@@ -80,7 +80,7 @@ def contenders(arch, size, batch, arrays, mesh):
 
         return run
 
-    config = TrainConfig(arch=arch, image_size=size, batch_size=batch)
+    config = TrainConfig(arch=arch, image_size=size, batch_size=batch, augment=strength)
     schedule = make_schedule(config, 10_000)
     tx = make_optimizer(config, schedule)
     state = [create_train_state(build_model(config), config, tx, mesh)]
@@ -94,11 +94,24 @@ def contenders(arch, size, batch, arrays, mesh):
     out = [
         Contender("iterator", group, _Stream(arrays, batch).run, batch),
         Contender("iterator + transfer", group, _Stream(arrays, batch, put).run, batch),
-        Contender("augment", group, augment(AugmentConfig()), batch),
-        Contender("augment, no noise", group, augment(AugmentConfig(noise=0.0)), batch),
-        Contender("augment, no elastic", group, augment(AugmentConfig(elastic=0.0)), batch),
-        Contender("train step", group, train, batch),
     ]
+    if strength:  # at 0 the augment stages would time an identity
+        out += [
+            Contender("augment", group, augment(AugmentConfig(strength=strength)), batch),
+            Contender(
+                "augment, no noise",
+                group,
+                augment(AugmentConfig(strength=strength, noise=0.0)),
+                batch,
+            ),
+            Contender(
+                "augment, no elastic",
+                group,
+                augment(AugmentConfig(strength=strength, elastic=0.0)),
+                batch,
+            ),
+        ]
+    out.append(Contender("train step", group, train, batch))
     return out, (state, step, put)
 
 
@@ -129,6 +142,10 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=5, help="batches per round")
     p.add_argument("--loop-steps", type=int, default=60)
     p.add_argument("--quick", action="store_true")
+    p.add_argument(
+        "--augment", type=float, default=1.0,
+        help="augmentation strength (TrainConfig.augment); 0 leaves the augment stages out",
+    )  # fmt: skip
     p.add_argument("--budget-s", type=float, help="stop timing rounds after this many seconds")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
@@ -141,7 +158,7 @@ def main(argv=None):
     for size in args.sizes:
         arrays = _arrays(args.data, size, args.examples)
         for arch in args.archs:
-            cs, loop = contenders(arch, size, batch, arrays, mesh)
+            cs, loop = contenders(arch, size, batch, arrays, mesh, args.augment)
             all_contenders += cs
             loops.append((cs[0].group, arrays, loop))
     for c in all_contenders:

@@ -38,7 +38,9 @@ def charjax_predict(arch, size, batch, fast):
     from charjax.predict import Predictor
     from charjax.preprocess import PreprocessSpec
 
-    model = get_model(arch, fast=fast)
+    model = get_model(arch)
+    if hasattr(model, "fast"):  # the archs with CPU formulations (not "tiny")
+        model = model.clone(fast=fast)
     x = np.zeros((1, size, size, 1), np.float32)
     with jax.threefry_partitionable(False):
         variables = jax.jit(model.init)({"params": jax.random.key(0)}, x)

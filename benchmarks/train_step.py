@@ -82,7 +82,9 @@ def jax_model_step(arch, size, batch, fast, dtype="float32"):
     from charjax import parallel
     from charjax.models import get_model
 
-    model = get_model(arch, fast=fast, dtype=compute_dtype(dtype))
+    model = get_model(arch, dtype=compute_dtype(dtype))
+    if hasattr(model, "fast"):  # the archs with CPU formulations (not "tiny")
+        model = model.clone(fast=fast)
     mesh = parallel.make_mesh()
     repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
     images, labels = _batch(size, batch)
