@@ -39,26 +39,28 @@ def cache_root() -> Path:
     return Path(base) / "charjax"
 
 
+def _root(data_dir: str | None) -> Path:
+    """`--data-dir` when given, else `cache_root()`."""
+    return Path(data_dir) if data_dir else cache_root()
+
+
 def default_font_cache(image_size: int, data_dir: str | None = None) -> Path:
-    root = Path(data_dir) if data_dir else cache_root()
-    return root / f"fonts-{image_size}"
+    return _root(data_dir) / f"fonts-{image_size}"
 
 
 def default_handwriting_cache(image_size: int, data_dir: str | None = None) -> Path:
     """The cache `--data handwriting` uses (built with the default HandwritingOptions)."""
-    root = Path(data_dir) if data_dir else cache_root()
-    return root / f"handwriting-{image_size}"
+    return _root(data_dir) / f"handwriting-{image_size}"
 
 
 def download_dir(data_dir: str | None = None) -> Path:
     """Where downloaded archives are kept, so preparing again needs no network."""
-    return (Path(data_dir) if data_dir else cache_root()) / "downloads"
+    return _root(data_dir) / "downloads"
 
 
 def default_chars74k_cache(options: Chars74kOptions, data_dir: str | None = None) -> Path:
     """The cache `--data chars74k:SUBSETS:SPLIT` uses (and `charjax data chars74k` fills)."""
-    root = Path(data_dir) if data_dir else cache_root()
-    return root / f"chars74k-{'-'.join(options.ordered)}-{options.split}-{options.size}"
+    return _root(data_dir) / f"chars74k-{'-'.join(options.ordered)}-{options.split}-{options.size}"
 
 
 def chars74k_options(part: DataPart, image_size: int) -> Chars74kOptions:
@@ -98,7 +100,7 @@ def folder_cache(folder: str, image_size: int, data_dir: str | None, progress=Tr
     if not root.exists():
         raise CharjaxError(f"--data folder:{folder}: no such folder")
     key = hashlib.sha256(str(root).encode()).hexdigest()[:12]
-    out = (Path(data_dir) if data_dir else cache_root()) / f"folder-{key}-{image_size}"
+    out = _root(data_dir) / f"folder-{key}-{image_size}"
     fingerprint = _fingerprint(root)
     if is_cache(out) and load_cache(out).meta.get("fingerprint") == fingerprint:
         return load_cache(out)
@@ -154,6 +156,17 @@ def _check_size(cache: Cache, image_size: int) -> None:
         )
 
 
+def data_parts(spec: str) -> list[DataPart]:
+    """The parts of a `--data` value, as `resolve_data` reads them.
+
+    An existing directory is one cache even if its name holds '+' or ':'; the keywords win
+    over same-named folders in the working directory, as they always have.
+    """
+    if spec not in KEYWORDS and Path(spec).is_dir():
+        return [DataPart("path", (spec,), None, spec)]
+    return parse_data(spec)
+
+
 def resolve_data(spec: str, image_size: int, data_dir: str | None = None, progress=True) -> Cache:
     """Returns the cache named by `spec`, building (or downloading) what is missing.
 
@@ -167,12 +180,7 @@ def resolve_data(spec: str, image_size: int, data_dir: str | None = None, progre
     Returns:
       A Cache; for several parts, their mixture (itself a cache on disk).
     """
-    # An existing directory is a cache even if its name holds '+' or ':'; the keywords win
-    # over same-named folders in the working directory, as they always have.
-    if spec not in KEYWORDS and Path(spec).is_dir():
-        parts = [DataPart("path", (spec,), None, spec)]
-    else:
-        parts = parse_data(spec)
+    parts = data_parts(spec)
     caches = []
     for part in parts:
         cache = _resolve_part(part, image_size, data_dir, progress)
@@ -180,5 +188,4 @@ def resolve_data(spec: str, image_size: int, data_dir: str | None = None, progre
         caches.append(cache)
     if len(caches) == 1:
         return caches[0]
-    root = Path(data_dir) if data_dir else cache_root()
-    return build_mixture(mixture_path(root, parts, image_size), parts, caches)
+    return build_mixture(mixture_path(_root(data_dir), parts, image_size), parts, caches)
