@@ -34,8 +34,7 @@ from charjax import parallel
 from charjax.checkpoint import check_variables, find_checkpoint, load_for_inference
 from charjax.config import TrainConfig
 from charjax.data.cache import Cache
-from charjax.data.mixture import KEYWORDS, DataPart, parse_data
-from charjax.data.sources import resolve_data
+from charjax.data.sources import data_parts, resolve_data
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES, NUM_CLASSES
 from charjax.models import MODELS, build_model
@@ -139,11 +138,9 @@ def load_source(init_from: str) -> Source:
 
 def _with_replay(data: str, size: int, data_dir: str | None, say: Callable) -> str:
     """`data`, or `data` with the replay mixed in when it is a small set of the user's own."""
-    parts = parse_data(data) if data in KEYWORDS or not Path(data).is_dir() else None
+    parts = data_parts(data)
     # One dataset of your own, unweighted; a mixture someone wrote out is left as it is.
-    if parts is not None and (
-        len(parts) > 1 or parts[0].weight is not None or parts[0].kind not in ("path", "folder")
-    ):
+    if len(parts) > 1 or parts[0].weight is not None or parts[0].kind not in ("path", "folder"):
         return data
     n_train = len(resolve_data(data, size, data_dir, progress=False).indices("train"))
     if n_train >= FINETUNE.small:
@@ -214,9 +211,8 @@ def validation_arrays(config: TrainConfig, say) -> dict[str, np.ndarray]:
     to `FINETUNE.val_cap` images of the other parts' val splits, drawn with a fixed seed, so a
     handful of images still gets a meaningful number.
     """
-    data, size = config.data, config.image_size
-    single = data not in KEYWORDS and Path(data).is_dir()
-    parts = [DataPart("path", (data,), None, data)] if single else parse_data(data)
+    size = config.image_size
+    parts = data_parts(config.data)
     caches = [(p, resolve_data(p.text, size, config.data_dir, progress=False)) for p in parts]
     # Your own images: the folder: parts, else prepared datasets; the rest is replay.
     yours = ("folder",) if any(p.kind == "folder" for p in parts) else ("folder", "path")
