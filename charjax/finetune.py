@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 from charjax import parallel
-from charjax.checkpoint import check_variables, find_checkpoint, load_for_inference
+from charjax.checkpoint import check_variables, load_for_inference
 from charjax.config import TrainConfig
 from charjax.data.cache import Cache
 from charjax.data.sources import data_parts, resolve_data
@@ -87,8 +87,7 @@ class Source:
     """The run a fine-tuning starts from: its checkpoint step, arrays and meta."""
 
     name: str  # as given to --init-from
-    directory: Path  # the checkpoint manager directory
-    step: int
+    step_dir: Path  # the step directory read (an older one when the newest is damaged)
     variables: dict
     meta: dict
 
@@ -100,8 +99,8 @@ class Source:
         """What config.json and every checkpoint record about where the run started."""
         return {
             "init_from": self.name,
-            "path": str((self.directory / str(self.step)).resolve()),
-            "step": self.step,
+            "path": str(self.step_dir.resolve()),
+            "step": int(self.step_dir.name),
             "data": self.meta.get("data", {}).get("spec"),
         }
 
@@ -117,7 +116,6 @@ def load_source(init_from: str) -> Source:
     path = PRETRAINED_DIR if init_from == PRETRAINED else Path(init_from)
     if not path.exists():
         raise CharjaxError(f"--init-from {init_from}: no such run (a workdir, or 'pretrained')")
-    directory, step = find_checkpoint(path)
     variables, meta = load_for_inference(path)
     kind = meta.get("kind", "classifier")
     if kind != "classifier":
@@ -133,7 +131,7 @@ def load_source(init_from: str) -> Source:
     if config.arch not in MODELS:
         raise CharjaxError(f"--init-from {init_from}: unknown model {config.arch!r}")
     check_variables(build_model(config), variables, config.image_size, init_from)
-    return Source(init_from, directory, step, variables, meta)
+    return Source(init_from, Path(meta["loaded_from"]), variables, meta)
 
 
 def _with_replay(data: str, size: int, data_dir: str | None, say: Callable) -> str:
