@@ -248,9 +248,9 @@ def train(
     spec = distributed.spec_from_options(
         coordinator, num_processes, process_id, distributed_mode, init_timeout, heartbeat_timeout
     )
-    distributed.initialize(spec, echo=lambda s: click.echo(s, err=True))
+    distributed.initialize(spec, echo=say)
     with distributed.exit_on_lost_peer():
-        summary = fit(config, workdir, progress=progress, echo=lambda s: click.echo(s, err=True))
+        summary = fit(config, workdir, progress=progress, echo=say)
     val = summary["val"] or {}
     keys = ("workdir", "step", "best_val_accuracy", "best_val_loss", "seconds", "images_per_sec")
     keys += ("params_digest",)  # the same on every process of a multi-process run
