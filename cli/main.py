@@ -61,8 +61,8 @@ _ENVIRONMENT_ERRNOS = {
 }
 
 
-# charjax.atomic writes into `.NAME.tmp-XXXXXXXX[.SUFFIX]` first; the user knows NAME.
 _TENSORSTORE_ERRNO = re.compile(r"\[os_error_code='(\d+)'\]")
+# charjax.atomic writes into `.NAME.tmp-XXXXXXXX[.SUFFIX]` first; the user knows NAME.
 _TEMP_NAME = re.compile(r"\.([^/]+)\.tmp-[0-9a-f]{8}(\.[^/]*)?(?=/|$)")
 
 
