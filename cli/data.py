@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from charjax.data.cache import describe, is_cache, load_cache
+from charjax.data.cache import SPLITS, describe, is_cache, load_cache
 from charjax.data.chars74k import (
     OFFICIAL_URL,
     SPLIT_MODES,
@@ -403,7 +403,7 @@ def chars74k(out, subsets, download_to, yes, progress, **options):
     "--split",
     default="all",
     show_default=True,
-    type=click.Choice(["train", "val", "test", "all"]),
+    type=click.Choice([*SPLITS, "all"]),
     help="Which split the sheet's samples come from.",
 )
 @click.option(

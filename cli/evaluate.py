@@ -5,6 +5,7 @@ import json
 import click
 
 from charjax.cli.options import bundled_checkpoint_option, charset_option
+from charjax.data.cache import SPLITS
 from charjax.evaluate import describe, evaluate_checkpoint
 
 
@@ -20,7 +21,7 @@ from charjax.evaluate import describe, evaluate_checkpoint
     "--split",
     default="test",
     show_default=True,
-    type=click.Choice(["train", "val", "test", "all"]),
+    type=click.Choice([*SPLITS, "all"]),
     help="Which split of a prepared dataset (ignored for folder:PATH).",
 )
 @click.option(
