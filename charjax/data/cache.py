@@ -10,10 +10,10 @@ A cache is a directory:
 
 It is written into a hidden temporary sibling and renamed into place only when complete, so a
 directory at the final path is always whole (`charjax.atomic.atomic_path`); a killed build
-leaves at most a hidden `.NAME.tmp-*` directory that nothing loads, and the next build of NAME
-removes it. Arrays are read
-memory-mapped and never unpickled. `describe` says what one holds (`charjax data info`; its
-contact sheet is `charjax.viz.contact_sheet`).
+leaves at most a hidden `.NAME.tmp-*` directory that nothing loads, and a later build of NAME
+removes it once it has been untouched for `STALE_TEMP_SECONDS`. Arrays are read memory-mapped
+and never unpickled. `describe` says what one holds (`charjax data info`; its contact sheet is
+`charjax.viz.contact_sheet`).
 """
 
 import datetime
