@@ -221,6 +221,14 @@ class RunCheckpoints:
         self.lock.release()
 
 
+def _steps(manager: Path) -> list[int]:
+    """The steps of a manager directory that have a meta item, newest first."""
+    if not manager.is_dir():
+        return []
+    steps = [int(p.name) for p in manager.iterdir() if p.name.isdigit()]
+    return sorted((s for s in steps if (manager / str(s) / "meta").is_dir()), reverse=True)
+
+
 def find_checkpoint(path) -> tuple[Path, int]:
     """Resolves what a user passed as --checkpoint to (manager directory, step).
 
@@ -235,14 +243,9 @@ def find_checkpoint(path) -> tuple[Path, int]:
     if (path / "meta").is_dir() and path.name.isdigit():
         return path.parent, int(path.name)
     for candidate in (path / "best", path / "checkpoints", path):
-        steps = (
-            [int(p.name) for p in candidate.iterdir() if p.name.isdigit()]
-            if candidate.is_dir()
-            else []
-        )
-        steps = [s for s in steps if (candidate / str(s) / "meta").is_dir()]
+        steps = _steps(candidate)
         if steps:
-            return candidate, max(steps)
+            return candidate, steps[0]
     raise CharjaxError(
         f"{path} holds no charjax checkpoint (expected a workdir from `charjax train`, "
         "or its best/ or checkpoints/ folder)"
@@ -260,17 +263,7 @@ def _step_dirs(path) -> list[Path]:
     managers = [directory]
     if directory == path / "best":
         managers.append(path / "checkpoints")
-    out = []
-    for manager in managers:
-        steps = (
-            [int(p.name) for p in manager.iterdir() if p.name.isdigit()] if manager.is_dir() else []
-        )
-        out += [
-            manager / str(s)
-            for s in sorted(steps, reverse=True)
-            if (manager / str(s) / "meta").is_dir()
-        ]
-    return out
+    return [manager / str(step) for manager in managers for step in _steps(manager)]
 
 
 def _read_step(step_dir: Path) -> tuple[dict[str, Any], Any]:
