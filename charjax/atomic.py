@@ -12,17 +12,32 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# A `temp_sibling` name inside a longer path: `.STEM.tmp-XXXXXXXX` + the suffix.
+_TEMP_NAME = re.compile(r"\.([^/]+)\.tmp-[0-9a-f]{8}(\.[^/]*)?(?=/|$)")
+
 
 def temp_sibling(path: Path) -> Path:
     """A unique hidden name beside `path` that keeps its suffix (ffmpeg, PIL and numpy pick the
     format from it)."""
     return path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
+
+
+def temp_siblings(path: Path) -> list[Path]:
+    """The `temp_sibling` names beside `path` that exist: live writers' and killed ones'."""
+    return sorted(path.parent.glob(f".{path.stem}.tmp-*{path.suffix}"))
+
+
+def user_path(text: str) -> str:
+    """`text` (a path in an error) with each temp name put back to the name it stands for:
+    the user asked for NAME and knows nothing of `.NAME.tmp-XXXXXXXX`."""
+    return _TEMP_NAME.sub(r"\1\2", text)
 
 
 @contextlib.contextmanager

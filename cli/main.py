@@ -8,6 +8,7 @@ import warnings
 
 import click
 
+from charjax.atomic import user_path
 from charjax.cli.data import data
 from charjax.cli.demo import demo
 from charjax.cli.evaluate import evaluate
@@ -62,8 +63,6 @@ _ENVIRONMENT_ERRNOS = {
 
 
 _TENSORSTORE_ERRNO = re.compile(r"\[os_error_code='(\d+)'\]")
-# charjax.atomic writes into `.NAME.tmp-XXXXXXXX[.SUFFIX]` first; the user knows NAME.
-_TEMP_NAME = re.compile(r"\.([^/]+)\.tmp-[0-9a-f]{8}(\.[^/]*)?(?=/|$)")
 
 
 def environment_error(error: BaseException) -> str | None:
@@ -76,7 +75,7 @@ def environment_error(error: BaseException) -> str | None:
             what = _ENVIRONMENT_ERRNOS[error.errno]
             if not error.filename:
                 return what
-            return _TEMP_NAME.sub(r"\1\2", str(error.filename)) + f": {what}"
+            return user_path(str(error.filename)) + f": {what}"
         # tensorstore (under orbax) raises ValueError and names the errno only in its text.
         code = _TENSORSTORE_ERRNO.search(str(error)) if isinstance(error, ValueError) else None
         if code and int(code.group(1)) in _ENVIRONMENT_ERRNOS:

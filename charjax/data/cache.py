@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from charjax.atomic import atomic_path, write_json_atomic
+from charjax.atomic import atomic_path, temp_siblings, write_json_atomic
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES, NUM_CLASSES
 
@@ -122,8 +122,7 @@ def remove_stale_temps(path) -> list[Path]:
     if not path.parent.is_dir():
         return []
     removed = []
-    # The names `charjax.atomic.temp_sibling` gives: `.STEM.tmp-XXXXXXXX` + the suffix.
-    for tmp in path.parent.glob(f".{path.stem}.tmp-*{path.suffix}"):
+    for tmp in temp_siblings(path):
         try:
             newest = max(p.stat().st_mtime for p in [tmp, *tmp.rglob("*")])
         except OSError:  # gone meanwhile: its build finished or was cleaned
