@@ -86,6 +86,8 @@ CHARSETS: dict[str, str] = {
     "letters": string.ascii_uppercase + string.ascii_lowercase,
     "alnum": CLASSES,
 }
+# What a user may give where a character set is asked for, as help texts say it.
+CHARSET_NAMES = f"{', '.join(CHARSETS)} or characters like 0-9A-F"
 # Ranges stay inside one of these runs: "A-z" would otherwise sweep in [\]^_` by code point.
 _RUNS = (string.digits, string.ascii_uppercase, string.ascii_lowercase)
 

@@ -2,9 +2,7 @@
 
 import click
 
-from charjax.labels import parse_charset
-
-CHARSET_NAMES = "digits, upper, lower, letters, alnum or characters like 0-9A-F"
+from charjax.labels import CHARSET_NAMES, parse_charset
 
 
 def _check_charset(ctx, param, value):
