@@ -299,6 +299,9 @@ def main(argv=None):
     if args.probe:
         print("@@" + json.dumps(probe(), default=str), flush=True)
         return
+    # SIGTERM (a job's time limit) unwinds like Ctrl-C, so that the running section's process
+    # group is killed too (it is a session of its own, out of reach of a kill of ours).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     budget = args.budget_s or (80.0 if args.smoke else 450.0)
     deadline = time.monotonic() + budget
     stamp = datetime.datetime.now().astimezone()
