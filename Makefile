@@ -25,6 +25,12 @@ lint: setup
 bench: setup
 	$(PY) benchmarks/run_all.py --quick
 
+# The accelerator benchmark (README "GPU and TPU"): the machine's own python3, no setup step
+# (it needs jax, flax, optax, orbax-checkpoint and torch; charjax runs from this checkout).
+.PHONY: bench-gpu
+bench-gpu:
+	PYTHONPATH=. python3 benchmarks/gpu.py --json runs/bench/gpu.json
+
 # docs/gui.png: the GUI with a drawn letter, rendered offscreen; needs a run under ./runs
 # (for example after `make demo`).
 .PHONY: screenshot
