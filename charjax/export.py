@@ -35,7 +35,7 @@ from charjax.errors import CharjaxError
 from charjax.labels import CLASSES
 from charjax.models.cnn import CNN, Tiny
 from charjax.models.resnet import ResNet, stem_stride
-from charjax.predict import Predictor, default_checkpoint
+from charjax.predict import PRETRAINED, Predictor, default_checkpoint
 
 INPUT_DTYPES = ("uint8", "float32")
 # Opset 17 and IR version 8 (onnx 1.12, 2022): read by every onnxruntime since 1.12, including
@@ -86,7 +86,7 @@ def export_onnx(config: ExportConfig) -> ExportResult:
     _check_out(out)
     if config.input_dtype not in INPUT_DTYPES:
         raise CharjaxError(f"--input must be one of {', '.join(INPUT_DTYPES)}")
-    checkpoint = default_checkpoint() if config.checkpoint == "pretrained" else config.checkpoint
+    checkpoint = default_checkpoint() if config.checkpoint == PRETRAINED else config.checkpoint
     if not Path(checkpoint).exists():
         raise CharjaxError(f"no run or checkpoint at {checkpoint}")
     predictor = Predictor.load(checkpoint)

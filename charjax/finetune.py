@@ -38,9 +38,7 @@ from charjax.data.sources import data_parts, resolve_data
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES, NUM_CLASSES
 from charjax.models import MODELS, build_model
-from charjax.predict import PRETRAINED_DIR
-
-PRETRAINED = "pretrained"  # --init-from keyword for the bundled model
+from charjax.predict import PRETRAINED, PRETRAINED_DIR
 
 # Options a fine-tuning run takes from its source; giving another value is an error.
 INHERITED = ("arch", "image_size", "latent_dim")

@@ -21,6 +21,7 @@ from charjax.read import Reader, Reading
 # The bundled default model (see MODEL_CARD.md; `make pretrained` rebuilds it with
 # tools/bundle.py): a checkpoint step folder inside the installed package, read like any other.
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+PRETRAINED = "pretrained"  # what `--init-from` and `charjax export` take to mean that model
 
 
 @dataclass(frozen=True)

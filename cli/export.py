@@ -5,12 +5,13 @@ from pathlib import Path
 import click
 
 from charjax.export import INPUT_DTYPES, ExportConfig, export_onnx
+from charjax.predict import PRETRAINED
 
 
 @click.command()
 @click.option(
     "--checkpoint",
-    default="pretrained",
+    default=PRETRAINED,
     show_default=True,
     help="A run directory, a checkpoint directory, or 'pretrained' (the bundled model).",
 )
