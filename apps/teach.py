@@ -141,12 +141,13 @@ class Learner(QObject):
         return self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning
 
     def _poll(self) -> None:
+        # Not written yet, or read while the run appends a line: the next poll sees it whole.
         try:
             total = json.loads((self.workdir / "config.json").read_text())["total_steps"]
             lines = (self.workdir / "metrics.jsonl").read_text().splitlines()
+            steps = [json.loads(line).get("step", 0) for line in lines if line.strip()]
         except (OSError, ValueError, KeyError, TypeError):
             return
-        steps = [json.loads(line).get("step", 0) for line in lines if line.strip()]
         self.progress.emit(int(max(steps, default=0)), int(total))
 
     def cancel(self) -> None:

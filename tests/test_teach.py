@@ -110,3 +110,18 @@ def test_cancel_stops_learning_and_removes_the_run(app, window, tiny_run, glyph_
     assert dialog.result.text() == "Not learned: cancelled"
     assert dialog.isVisible() and dialog.learn_button.isEnabled()
     assert personal_model() is None and window.current_model == str(tiny_run)
+
+
+def test_progress_skips_a_metrics_line_caught_mid_write(app, tmp_path):
+    """A line read while the run is still appending it waits for the next poll; no error."""
+    learner = teach.Learner()
+    learner.workdir = tmp_path
+    (tmp_path / "config.json").write_text('{"total_steps": 10}')
+    (tmp_path / "metrics.jsonl").write_text('{"step": 2}\n{"st')
+    seen = []
+    learner.progress.connect(lambda step, total: seen.append((step, total)))
+    learner._poll()
+    assert seen == []
+    (tmp_path / "metrics.jsonl").write_text('{"step": 2}\n{"step": 4}\n')
+    learner._poll()
+    assert seen == [(4, 10)]
