@@ -227,7 +227,9 @@ def check_same_function(arch: str, image_size: int, atol=2e-4) -> float:
     twin = build(arch, image_size).eval()
     load_flax(twin, variables)
     x = np.random.default_rng(0).uniform(size=(4, image_size, image_size, 1)).astype(np.float32)
-    ours = np.asarray(model.apply(variables, x, train=False))
+    # Full float32: on a GPU, JAX's default precision would compute convs and matmuls in TF32.
+    with jax.default_matmul_precision("float32"):
+        ours = np.asarray(model.apply(variables, x, train=False))
     with torch.no_grad():
         theirs = twin(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
     err = float(np.abs(ours - theirs).max())
