@@ -239,13 +239,19 @@ def draw_strokes(glyph: Glyph, char: str, writer: Writer, rng: np.random.Generat
     return strokes
 
 
-def render_char(char: str, writer: Writer, rng: np.random.Generator) -> np.ndarray:
-    """One character handwritten by `writer`, as a scan: uint8 [H, W], dark ink on paper."""
+def write_char(char: str, writer: Writer, rng: np.random.Generator):
+    """`draw_strokes` of `char` in the writer's own letterform, or now and then (`writer.mix`)
+    in another of its forms, as people switch between them."""
     forms = FORMS[char]
     form = writer.forms[CLASSES.index(char)]
     if rng.random() < writer.mix:
         form = int(rng.integers(len(forms)))
-    strokes = draw_strokes(forms[form], char, writer, rng)
+    return draw_strokes(forms[form], char, writer, rng)
+
+
+def render_char(char: str, writer: Writer, rng: np.random.Generator) -> np.ndarray:
+    """One character handwritten by `writer`, as a scan: uint8 [H, W], dark ink on paper."""
+    strokes = write_char(char, writer, rng)
     points = np.concatenate([p for p, _ in strokes])
     radius = np.concatenate([r for _, r in strokes])
     border = float(radius.max()) + 4.0

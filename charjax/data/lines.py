@@ -29,11 +29,11 @@ from charjax.data.handwriting import (
     draw_strokes,
     sample_writer,
     split_writers,
+    write_char,
     writer_rng,
 )
 from charjax.data.handwriting_forms import FORMS
 from charjax.data.strokes import draw_pen
-from charjax.labels import CLASSES
 
 KINDS = ("print", "hand", "joined", "script")
 
@@ -184,11 +184,7 @@ def render_written(
     cursor, drift, prev = 0.0, 0.0, None
     for word in text.split(" "):
         for char in word:
-            forms = FORMS[char]
-            form = writer.forms[CLASSES.index(char)]
-            if rng.random() < writer.mix:
-                form = int(rng.integers(len(forms)))
-            strokes = draw_strokes(forms[form], char, writer, rng)
+            strokes = write_char(char, writer, rng)
             xs = np.concatenate([p[:, 0] for p, _ in strokes])
             drift = 0.8 * drift + rng.normal(0.0, 0.015 * cap)
             shift = np.array([cursor - xs.min(), drift])
