@@ -7,4 +7,6 @@
 - `curves`: training curves from metrics.jsonl (`charjax plot`, matplotlib).
 - `glyphs`: a generative run's glyphs on paper (`charjax sample`, `charjax reconstruct`).
 - `walk`: the latent-space walk as a video or strip (`charjax walk`).
+- `reading`: a reading's glyph boxes, by confidence, and its text over the image
+  (`charjax read --show`).
 """
