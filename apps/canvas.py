@@ -44,14 +44,16 @@ def qimage_to_array(image: QImage) -> np.ndarray:
 
 
 def array_to_qimage(array: np.ndarray) -> QImage:
-    """uint8 grey [H, W] -> a QImage that owns its pixels."""
+    """uint8 grey [H, W] or RGB [H, W, 3] -> a QImage that owns its pixels."""
     array = np.ascontiguousarray(array, np.uint8)
-    h, w = array.shape
+    h, w = array.shape[:2]
+    if array.ndim == 3:
+        return QImage(array.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
     return QImage(array.data, w, h, w, QImage.Format.Format_Grayscale8).copy()
 
 
 class Canvas(QWidget):
-    """A square drawing surface.
+    """A drawing surface: square for one character, or wide (size=(width, height)) for a line.
 
     Signals:
       changed(bool): the drawing changed; the argument says whether a gesture is finished
@@ -60,9 +62,12 @@ class Canvas(QWidget):
 
     changed = Signal(bool)
 
-    def __init__(self, size: int = DEFAULT_SIZE, pen_width: float = 18.0, parent=None):
+    def __init__(
+        self, size: int | tuple[int, int] = DEFAULT_SIZE, pen_width: float = 18.0, parent=None
+    ):
         super().__init__(parent)
-        self.setFixedSize(size, size)
+        width, height = (size, size) if isinstance(size, int) else size
+        self.setFixedSize(width, height)
         self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         self.setCursor(Qt.CursorShape.CrossCursor)
         # A click to draw takes the keyboard focus (from the Label box, say), so Ctrl+Z then
@@ -73,7 +78,7 @@ class Canvas(QWidget):
         self.strokes: list[Stroke] = []
         self.inverted = False  # False: black ink on white paper
         self._current: Stroke | None = None
-        self._image = QImage(size, size, QImage.Format.Format_RGB32)
+        self._image = QImage(width, height, QImage.Format.Format_RGB32)
         self._redraw()
 
     # --- the drawing as data -------------------------------------------------------------

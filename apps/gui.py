@@ -3,6 +3,7 @@
     charjax-gui                          # the newest run under ./runs
     charjax-gui --checkpoint runs/demo   # a given run (or File > Open checkpoint)
     charjax-gui --charset digits         # answers only from a character set (or the menu)
+    charjax-gui --line                   # write a word or a line and see it read
 
 The window only draws and displays; the model runs in `worker.PredictionService` (off the UI
 thread) through `charjax.predict`, the same path `charjax predict` takes for an image file.
@@ -31,6 +32,7 @@ from PySide6.QtWidgets import (
 from charjax.apps.canvas import Canvas
 from charjax.apps.display import display_problem
 from charjax.apps.files import bundled_model, newest_run, save_sample
+from charjax.apps.line import LineWindow
 from charjax.apps.panels import (
     Banner,
     CharsetChooser,
@@ -54,6 +56,13 @@ HOW_TO_TRAIN = (
     "runs/NAME</tt><br>or, from a source checkout (about 10 minutes on a laptop CPU):"
     "<br><tt>&nbsp;&nbsp;make demo</tt>"
 )
+
+
+def choose_checkpoint(checkpoint=None, runs_dir="runs", bundled=True):
+    """The model to open: the one asked for, else the user's personal model (teach mode), else
+    the bundled one (right after install it is the one to use), else the newest run."""
+    default = (personal_model() or bundled_model()) if bundled else None
+    return checkpoint or default or newest_run(runs_dir)
 
 
 class MainWindow(QMainWindow):
@@ -88,6 +97,7 @@ class MainWindow(QMainWindow):
         # Which model is in use stays in the corner; showMessage is for what just happened,
         # and is cleared when the drawing changes so it never describes an older one.
         self.model_label = QLabel("no model")
+        self.model_source = ""  # the model in use, once one is ready
         self.statusBar().addPermanentWidget(self.model_label)
         self._build_layout()
         self._build_menus()
@@ -107,11 +117,8 @@ class MainWindow(QMainWindow):
         if charset is not None:
             self.charset.set_spec(charset)
         self._show_blank()
-        # The bundled model first: right after install it is the one to use; a user's own run
-        # is chosen explicitly (--checkpoint or File > Open).
-        # A personal model made in teach mode (apps/teach.py) comes before the bundled one.
-        default = (personal_model() or bundled_model()) if bundled else None
-        checkpoint = checkpoint or default or newest_run(runs_dir)
+        checkpoint = choose_checkpoint(checkpoint, runs_dir, bundled)
+        self.line_windows: list[LineWindow] = []
         if checkpoint is None:
             self._show_problem(HOW_TO_TRAIN)
         else:
@@ -206,6 +213,18 @@ class MainWindow(QMainWindow):
         action(edit_menu, "&Undo stroke", self.canvas.undo, QKeySequence.StandardKey.Undo)
         action(edit_menu, "&Clear", self.canvas.clear, "Esc")
         action(edit_menu, "&Invert colours", self.canvas.invert, "Ctrl+I")
+        view_menu = self.menuBar().addMenu("&View")
+        action(view_menu, "Write a &line...", self.open_line_window, "Ctrl+L")
+
+    def open_line_window(self) -> LineWindow | None:
+        """A wide canvas that reads a word or a line, with the model and charset of this one."""
+        if not self.service.is_ready:
+            self.statusBar().showMessage("open a model first")
+            return None
+        window = LineWindow(self.model_source, self.charset.spec)
+        self.line_windows.append(window)  # kept alive beside this window
+        window.show()
+        return window
 
     # --- model ----------------------------------------------------------------------------
 
@@ -224,6 +243,7 @@ class MainWindow(QMainWindow):
         self._hide_banner()
         self.preview.set_title(f"What the model sees ({spec.size}x{spec.size})")
         self.model_label.setText(f"model: {source}")
+        self.model_source = source
         self.request_prediction()
 
     def _on_failed(self, message: str, kept: str) -> None:
@@ -378,6 +398,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "(also a menu above the top 5)",
     )
     parser.add_argument(
+        "--line",
+        action="store_true",
+        help="write a word or a line on a wide canvas and see it read (also View > Write a line)",
+    )
+    parser.add_argument(
         "--samples-dir",
         metavar="DIR",
         default=DEFAULT_SAMPLES_DIR,
@@ -394,7 +419,14 @@ def main(argv=None) -> int:
         print(f"charjax-gui: error: {problem}", file=sys.stderr)
         return 1
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    window = MainWindow(args.checkpoint, args.generator, args.samples_dir, charset=args.charset)
+    if args.line:
+        checkpoint = choose_checkpoint(args.checkpoint)
+        if checkpoint is None:
+            print("charjax-gui: error: no model to read with: give --checkpoint", file=sys.stderr)
+            return 1
+        window = LineWindow(checkpoint, args.charset)
+    else:
+        window = MainWindow(args.checkpoint, args.generator, args.samples_dir, charset=args.charset)
     window.show()
     return app.exec()
 

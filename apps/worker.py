@@ -28,6 +28,10 @@ from charjax.viz.glyphs import to_paper
 # the classifier's (spec, preprocessed drawing uint8 [1, S, S])) -> its reconstruction,
 # uint8 [S, S] dark ink on white.
 Reconstruct = Callable[[np.ndarray, str, tuple[PreprocessSpec, np.ndarray]], np.ndarray]
+# Another way to answer a drawing than one character's top 5 (the line window reads text):
+# (predictor, canvas uint8 [H, W], allowed class indices or None) -> a frozen dataclass
+# with a `latency_ms` field, which the service fills in.
+Answer = Callable[[Predictor, np.ndarray, tuple[int, ...] | None], object]
 
 
 def load_reconstructor(path: str) -> Reconstruct:
@@ -79,10 +83,12 @@ class _Worker(QObject):
     generator_failed = Signal(str)
     done = Signal(float, object)  # request time (perf_counter), Result
 
-    def __init__(self):
+    def __init__(self, answer: Answer | None = None, warmup: tuple[int, ...] = (1,)):
         super().__init__()
         self.predictor: Predictor | None = None
         self.reconstruct: Reconstruct | None = None
+        self._answer = answer
+        self._warmup = warmup
 
     @Slot(str)
     def load(self, path: str) -> None:
@@ -91,8 +97,8 @@ class _Worker(QObject):
         kept = self.predictor.source if self.predictor is not None else ""
         try:
             predictor = load_predictor(path)
-            # Compile now, for the batch size the GUI uses, so the first stroke is instant.
-            predictor.warmup((1,))
+            # Compile now, for the batch sizes the window uses, so the first stroke is instant.
+            predictor.warmup(self._warmup)
         except CharjaxError as e:
             self.failed.emit(str(e), kept)
             return
@@ -116,7 +122,9 @@ class _Worker(QObject):
         # Always answer, even with None: the service sends nothing new until it hears back.
         result = None
         try:
-            if self.predictor is not None:
+            if self.predictor is not None and self._answer is not None:
+                result = self._answer(self.predictor, image, allowed)
+            elif self.predictor is not None:
                 result = self._predict(image, allowed)
         except Exception:  # keep serving the next drawing; the traceback is for a bug report
             traceback.print_exc()
@@ -150,7 +158,11 @@ class PredictionService(QObject):
       failed(str, str): loading failed; the message is for the user, then the source of the
         model still in use ("" if none).
       generator_failed(str): the generator could not be loaded.
-      result(object): a `Result` for the newest drawing submitted.
+      result(object): a `Result` for the newest drawing submitted (or what `answer` gives).
+
+    Args:
+      answer: how the worker answers a drawing instead of a `Result` (see `Answer`).
+      warmup: the batch sizes to compile when a model loads (`charjax.loaded.BUCKETS`).
     """
 
     ready = Signal(str, object)
@@ -162,7 +174,7 @@ class PredictionService(QObject):
     _load_generator = Signal(str)
     _predict = Signal(float, object, object)
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, answer: Answer | None = None, warmup=(1,)):
         super().__init__(parent)
         self.is_ready = False
         self.allowed: tuple[int, ...] | None = None  # the character set answers come from
@@ -170,7 +182,7 @@ class PredictionService(QObject):
         self._pending: np.ndarray | None = None
         self._thread = QThread()
         self._thread.setObjectName("charjax-predict")
-        self._worker = _Worker()
+        self._worker = _Worker(answer, warmup)
         self._worker.moveToThread(self._thread)
         # Cross-thread connections are queued: calls run in the worker's thread, in order.
         self._load.connect(self._worker.load)
@@ -196,6 +208,11 @@ class PredictionService(QObject):
             self._pending = image
             return
         self._send(image)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight and nothing waiting: the last result answers the newest drawing."""
+        return not self._busy and self._pending is None
 
     def discard_pending(self) -> None:
         """Forgets a drawing still waiting to be sent (the canvas was cleared)."""
