@@ -41,9 +41,10 @@ class TrainConfig:
     Attributes:
       arch: model name from the registry (`charjax models` lists them).
       data: what to train on (see `charjax.data.sources`): "fonts" (the offline font
-        dataset, built on first use), "chars74k[:SUBSETS[:SPLIT]]" (downloaded and prepared on
-        first use), a prepared dataset directory, or a mixture of these, "A+B" or weighted
-        "A:0.7+B:0.3".
+        dataset, built on first use), "handwriting" (synthetic, built on first use),
+        "chars74k[:SUBSETS[:SPLIT]]" (downloaded and prepared on first use), "folder:IMAGES"
+        (your own images, prepared on use), a prepared dataset directory, or a mixture of
+        these, "A+B" or weighted "A:0.7+B:0.3".
       data_dir: where built datasets, downloaded archives and mixtures are kept; None means
         the user's cache folder ($CHARJAX_CACHE, else ~/.cache/charjax).
       image_size: side of the square model input, in pixels
