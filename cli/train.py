@@ -23,7 +23,8 @@ D = TrainConfig()  # defaults shown in --help come from the one config
     "--data",
     default=D.data,
     show_default=True,
-    help="'fonts' (built from this machine's fonts on first use), "
+    help="'fonts' (built from this machine's fonts on first use), 'handwriting' (synthetic, "
+    "built on first use), "
     "'chars74k[:SUBSETS[:SPLIT]]' (downloaded and prepared on first use), 'folder:IMAGES' "
     "(your own images in class folders, prepared on use), a dataset directory prepared with "
     "`charjax data`, or a mixture: 'A+B', weighted 'A:0.7+B:0.3'.",
