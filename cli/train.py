@@ -32,7 +32,8 @@ D = TrainConfig()  # defaults shown in --help come from the one config
 @click.option(
     "--data-dir",
     default=None,
-    help="Where built datasets (fonts, chars74k), downloaded archives and mixtures are kept "
+    help="Where built datasets (fonts, handwriting, chars74k, folder:), downloaded archives and "
+    "mixtures are kept "
     "[default: $CHARJAX_CACHE, else ~/.cache/charjax].",
 )
 @click.option(
