@@ -46,6 +46,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TIMING_SHARE = 0.6  # the rest of a section's share: process start, compiles, its report
 PROBE_TIMEOUT_S = 90
+SECTIONS = ("train_step", "predict_latency", "input_pipeline")
 
 
 @dataclass(frozen=True)
@@ -291,9 +292,6 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-SECTIONS = ("train_step", "predict_latency", "input_pipeline")
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.probe:
@@ -303,7 +301,8 @@ def main(argv=None):
     # group is killed too (it is a session of its own, out of reach of a kill of ours).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     budget = args.budget_s or (80.0 if args.smoke else 450.0)
-    deadline = time.monotonic() + budget
+    start = time.monotonic()
+    deadline = start + budget
     stamp = datetime.datetime.now().astimezone()
     out = Path(args.json or ROOT / "runs" / "bench" / f"gpu-{stamp:%Y%m%d-%H%M%S}.json")
     payload = {
@@ -321,6 +320,7 @@ def main(argv=None):
     payload["section_env"] = {k: env[k] for k in ("XLA_PYTHON_CLIENT_PREALLOCATE",)}
     sections = plan(args, accelerator)
     records = {name: {"status": "skipped", "reason": "not in --sections"} for name in SECTIONS}
+    save(out, payload, records, time.monotonic() - start)  # the device, should a section hang
     min_s = 5.0 if args.smoke else 30.0
     with tempfile.TemporaryDirectory(prefix="charjax-gpu-") as tmp:
         for i, section in enumerate(sections):
@@ -334,10 +334,18 @@ def main(argv=None):
                     records[section.name] = run_section(section, share, no_torch, env, Path(tmp))
                 except Exception as e:  # one section's bug must not lose the others' numbers
                     records[section.name] = {"status": "failed", "reason": repr(e)}
-            payload.update(sections=records, tables=tables(records))
-            payload["seconds"] = round(budget - (deadline - time.monotonic()), 1)
-            write_text_atomic(out, json.dumps(payload, indent=1, default=str))
+            save(out, payload, records, time.monotonic() - start)
     summary(payload, out)
+
+
+def save(out: Path, payload: dict, records: dict, seconds: float) -> None:
+    """Writes the JSON as it stands (atomically: a reader never sees half a file)."""
+    payload.update(sections=records, seconds=round(seconds, 1))
+    try:
+        payload["tables"] = tables(records)
+    except (KeyError, TypeError) as e:  # a section's JSON in a shape not foreseen: keep it raw
+        payload["tables"] = {"error": repr(e)}
+    write_text_atomic(out, json.dumps(payload, indent=1, default=str))
 
 
 def summary(payload: dict, out: Path) -> None:
