@@ -44,6 +44,12 @@ class Generator(LoadedRun):
         encode = lambda v, x: model.apply(v, model_input(x), method="encode")[0]
         decode = lambda v, z, c: jax.nn.sigmoid(model.apply(v, z, c, method="decode"))[..., 0]
         self._encode, self._decode = jax.jit(encode), jax.jit(decode)
+        # Jitted here like encode and decode: a jit inside `evaluate` compiled on every call.
+        self._objective = objective = objective_for(self.config)
+        sums = lambda v, x, y, mask: objective.eval_sums(  # padding rows masked out
+            model.apply, v, model_input(x), {"label": y, "mask": mask}
+        )
+        self._eval_sums = jax.jit(sums)
 
     @classmethod
     def wrong_kind(cls, source: str, kind: str) -> str:
@@ -102,20 +108,13 @@ class Generator(LoadedRun):
           {"n", "loss", "recon", "mse"} and, for a VAE or CVAE, "kl": per-image means of the
           training objective's terms, decoding the posterior mean (see `charjax.losses`).
         """
-        objective = objective_for(self.config)
-
-        @jax.jit
-        def sums(v, x, y, mask):  # padding rows are masked out
-            batch = {"label": y, "mask": mask}
-            return objective.eval_sums(self.model.apply, v, model_input(x), batch)
-
         totals: dict[str, float] = {}
         images, labels = np.asarray(images, np.uint8), np.asarray(labels, np.int32)
         for (x, y), rows in buckets(images, labels):
             mask = np.arange(len(x)) < rows
-            for k, v in jax.device_get(sums(self.variables, x, y, mask)).items():
+            for k, v in jax.device_get(self._eval_sums(self.variables, x, y, mask)).items():
                 totals[k] = totals.get(k, 0.0) + float(v)
-        return objective.summarize(totals)
+        return self._objective.summarize(totals)
 
     def sample(
         self,
