@@ -43,7 +43,7 @@ from charjax.apps.panels import (
 from charjax.apps.teach import add_teach_menu, personal_model
 from charjax.apps.worker import PredictionService, Result
 from charjax.errors import CharjaxError
-from charjax.labels import CLASSES, parse_charset
+from charjax.labels import CHARSET_NAMES, CLASSES, parse_charset
 from charjax.preprocess import NO_INK
 
 # While the pen moves, predict at most this often; a finished stroke is predicted at once.
@@ -394,8 +394,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--charset",
         type=_charset_arg,
         metavar="SET",
-        help="answer only from digits, upper, lower, letters, alnum or characters like 0-9A-F "
-        "(also a menu above the top 5)",
+        help=f"answer only from {CHARSET_NAMES} (also a menu above the top 5)",
     )
     parser.add_argument(
         "--line",
