@@ -15,8 +15,9 @@ initialisation, with a new optimizer. What differs is decided here, before the r
   knew; the console says so;
 - validation (`validation_arrays`): the user's held-back images (`folder:` holds back one
   sample of every class that has >= 3), else a sample of the replay's val split;
-- freezing (`freeze_transform`): with `--freeze backbone` only the last dense layer (the one
-  with NUM_CLASSES outputs) is updated, and the batch statistics stay the source's.
+- freezing (`charjax.step.make_optimizer`, `head_labels` there): with `--freeze backbone` only
+  the last dense layer (the one with NUM_CLASSES outputs) is updated, and the batch statistics
+  stay the source's.
 """
 
 import dataclasses
@@ -28,7 +29,6 @@ from typing import Any
 
 import jax
 import numpy as np
-import optax
 
 from charjax import parallel
 from charjax.checkpoint import check_variables, load_for_inference
@@ -232,31 +232,6 @@ def validation_arrays(config: TrainConfig, say) -> dict[str, np.ndarray]:
         "(no class of your data has 3 samples to hold one back)."
     )
     return val
-
-
-def head_labels(params) -> dict:
-    """ "train" for the params of the output layer (a dense kernel with NUM_CLASSES outputs and
-    its bias), "frozen" for every other param."""
-    head = [
-        name
-        for name, p in params.items()
-        if isinstance(p, dict)
-        and getattr(p.get("kernel"), "ndim", 0) == 2
-        and p["kernel"].shape[-1] == NUM_CLASSES
-    ]
-    if len(head) != 1:
-        raise CharjaxError("--freeze backbone: cannot tell this model's output layer apart")
-    return {
-        name: jax.tree.map(lambda _, n=name: "train" if n == head[0] else "frozen", p)
-        for name, p in params.items()
-    }
-
-
-def freeze_transform(config: TrainConfig, tx: optax.GradientTransformation):
-    """`tx` for the trainable params and no update at all for the frozen ones."""
-    if config.freeze == "none":
-        return tx
-    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, head_labels)
 
 
 def initial_state(state, config: TrainConfig, mesh):

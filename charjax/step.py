@@ -22,7 +22,8 @@ from jax.sharding import Mesh
 from charjax import parallel
 from charjax.augment import AugmentConfig, augment_batch
 from charjax.config import TrainConfig
-from charjax.finetune import freeze_transform
+from charjax.errors import CharjaxError
+from charjax.labels import NUM_CLASSES
 from charjax.losses import Objective, objective_for
 from charjax.preprocess import model_input
 
@@ -71,6 +72,31 @@ def make_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
         decay_steps=max(total_steps, warmup + 1),
         end_value=config.lr * 0.01,
     )
+
+
+def head_labels(params) -> dict:
+    """ "train" for the params of the output layer (a dense kernel with NUM_CLASSES outputs and
+    its bias), "frozen" for every other param."""
+    head = [
+        name
+        for name, p in params.items()
+        if isinstance(p, dict)
+        and getattr(p.get("kernel"), "ndim", 0) == 2
+        and p["kernel"].shape[-1] == NUM_CLASSES
+    ]
+    if len(head) != 1:
+        raise CharjaxError("--freeze backbone: cannot tell this model's output layer apart")
+    return {
+        name: jax.tree.map(lambda _, n=name: "train" if n == head[0] else "frozen", p)
+        for name, p in params.items()
+    }
+
+
+def freeze_transform(config: TrainConfig, tx: optax.GradientTransformation):
+    """`tx` for the trainable params and no update at all for the frozen ones."""
+    if config.freeze == "none":
+        return tx
+    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, head_labels)
 
 
 def make_optimizer(config: TrainConfig, schedule: optax.Schedule) -> optax.GradientTransformation:

@@ -19,9 +19,10 @@ from charjax.checkpoint import load_for_inference
 from charjax.config import TrainConfig
 from charjax.data.sources import folder_cache, hold_back_one_per_class
 from charjax.errors import CharjaxError
-from charjax.finetune import FINETUNE, finetune_config, head_labels
+from charjax.finetune import FINETUNE, finetune_config
 from charjax.fit import fit
 from charjax.labels import CLASSES, sample_dir_name
+from charjax.step import head_labels
 
 QUIET = lambda s: None
 
