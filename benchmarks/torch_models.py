@@ -10,6 +10,7 @@ extra row/column goes at the end), so convs pad explicitly with `F.pad` where ne
 """
 
 import math
+from functools import partial
 
 import numpy as np
 import torch
@@ -217,7 +218,11 @@ def check_same_function(arch: str, image_size: int, atol=2e-4) -> float:
 
     model = get_model(arch)
     rng = np.random.default_rng(1)
-    variables = model.init({"params": jax.random.key(0)}, np.zeros((1, image_size, image_size, 1)))
+    x = np.zeros((1, image_size, image_size, 1), np.float32)
+    # The non-partitionable threefry compiles several times faster on CPU (tiny: 5 s, not 22 s
+    # on a loaded 2-core machine), as in train_step.py; the weights are perturbed below anyway.
+    with jax.threefry_partitionable(False):
+        variables = jax.jit(model.init)({"params": jax.random.key(0)}, x)
     # Perturbed, so that no zero-initialised scale hides a layer from the comparison.
     variables = jax.tree.map(
         lambda a: np.asarray(a) + 0.1 * rng.normal(size=a.shape).astype(np.float32), variables
@@ -229,7 +234,7 @@ def check_same_function(arch: str, image_size: int, atol=2e-4) -> float:
     x = np.random.default_rng(0).uniform(size=(4, image_size, image_size, 1)).astype(np.float32)
     # Full float32: on a GPU, JAX's default precision would compute convs and matmuls in TF32.
     with jax.default_matmul_precision("float32"):
-        ours = np.asarray(model.apply(variables, x, train=False))
+        ours = np.asarray(jax.jit(partial(model.apply, train=False))(variables, x))
     with torch.no_grad():
         theirs = twin(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
     err = float(np.abs(ours - theirs).max())
