@@ -6,6 +6,12 @@ value-and-gradient (w.r.t. input and parameters; w.r.t. parameters only for a fi
 whose input needs no gradient) in interleaved rounds.
 
     .venv/bin/python benchmarks/layers.py [--sizes 32 64] [--batch 128] [--json out.json]
+    .venv/bin/python benchmarks/layers.py --sizes 32 --conv-variants   # + the rejected ones
+
+`--conv-variants` adds, for resnet-small's dense 3x3 convs, the other ways of having XLA
+compute the same convolution and gradients that were tried and rejected (README "Tried and
+rejected"): NCHW dimension numbers, and a custom VJP whose kernel gradient is a convolution
+with swapped dimension numbers, a 3-D convolution, or XLA's own after a two-pass transpose.
 """
 
 import argparse
@@ -38,6 +44,77 @@ def _fast_conv(groups, stride=1):
         )
 
     return f
+
+
+def _pads(k):
+    return (k - 1) // 2, k - 1 - (k - 1) // 2
+
+
+def _nchw_conv(x, k):
+    # The same conv on NCHW / OIHW operands: XLA:CPU's layout assignment turns it into the
+    # very program of the NHWC one (the same optimized HLO), so it can only tie.
+    y = lax.conv_general_dilated(
+        jnp.transpose(x, (0, 3, 1, 2)), jnp.transpose(k, (3, 2, 0, 1)), (1, 1), "SAME",
+        dimension_numbers=("NCHW", "OIHW", "NCHW"),
+    )  # fmt: skip
+    return jnp.transpose(y, (0, 2, 3, 1))
+
+
+def _kgrad_swapped(x, dy, kh, kw):
+    # dy is the lhs (its channels the conv's batch, its batch the features), x the rhs.
+    xp = jnp.pad(x, ((0, 0), _pads(kh), _pads(kw), (0, 0)))
+    pad = ((kh - 1, kh - 1), (kw - 1, kw - 1))
+    out = lax.conv_general_dilated(dy, xp, (1, 1), pad, dimension_numbers=("CHWN", "IHWO", "HWCN"))
+    return out[::-1, ::-1]
+
+
+def _kgrad_3d(x, dy, kh, kw):
+    # x as [1, H, W, Ci, B] (spatial H, W, Ci; features B), dy as the kernel [H, W, 1, B, Co]:
+    # the output [1, kh, kw, Ci, Co] is the kernel gradient in HWIO, with no transpose after.
+    xt = jnp.transpose(x, (1, 2, 3, 0))[None]
+    dyt = jnp.transpose(dy, (1, 2, 0, 3))[:, :, None]
+    pad = (_pads(kh), _pads(kw), (0, 0))
+    dn = ("NDHWC", "DHWIO", "NDHWC")
+    return lax.conv_general_dilated(xt, dyt, (1, 1, 1), pad, dimension_numbers=dn)[0]
+
+
+def _kgrad_blocked(x, dy, kh, kw, block=8):
+    # XLA's own kernel-gradient conv, but x's [B, H, W, C] -> [C, H, W, B] transpose (the
+    # costliest op of the backward pass) in two cache-friendlier passes: a product with an
+    # 8x8 identity keeps XLA from merging them back into one transpose.
+    b, h, w, c = x.shape
+    eye = jnp.eye(block, dtype=x.dtype)
+    t = lax.dot_general(x.reshape(b // block, block, -1), eye, (((1,), (0,)), ((), ())))
+    xt = jnp.transpose(t.reshape(b // block, h * w, c, block), (2, 1, 0, 3)).reshape(c, h, w, b)
+    dyt = jnp.transpose(dy, (1, 2, 0, 3))  # [H, W, B, Co]
+    dn = ("NHWC", "HWIO", "NHWC")
+    out = lax.conv_general_dilated(xt, dyt, (1, 1), (_pads(kh), _pads(kw)), dimension_numbers=dn)
+    return jnp.transpose(out, (1, 2, 0, 3))
+
+
+def _custom_kernel_grad(kgrad):
+    """A stride-1 SAME conv whose input gradient is autodiff's and kernel gradient `kgrad`."""
+    conv = _lax_conv(1)
+
+    @jax.custom_vjp
+    def f(x, k):
+        return conv(x, k)
+
+    def bwd(res, dy):
+        x, k = res
+        _, vjp_x = jax.vjp(lambda x: conv(x, k), x)
+        return vjp_x(dy)[0], kgrad(x, dy, *k.shape[:2]).astype(k.dtype)
+
+    f.defvjp(lambda x, k: (conv(x, k), (x, k)), bwd)
+    return f
+
+
+CONV_VARIANTS = {
+    "NCHW dims": _nchw_conv,
+    "kernel grad: swapped dims": _custom_kernel_grad(_kgrad_swapped),
+    "kernel grad: 3-D conv": _custom_kernel_grad(_kgrad_3d),
+    "kernel grad: 2-pass transpose": _custom_kernel_grad(_kgrad_blocked),
+}
 
 
 def _batch_norm(module):
@@ -86,7 +163,7 @@ def layer_cases(size):
     return cases  # fmt: skip
 
 
-def build(size, batch):
+def build(size, batch, conv_variants=False):
     rng = np.random.default_rng(0)
     out = []
     for name, x_shape, k_shape, groups, stride, first in layer_cases(size):
@@ -111,6 +188,8 @@ def build(size, batch):
                 ("plain (lax conv)", _lax_conv(groups, stride)),
                 (f"charjax ({how})", _fast_conv(groups, stride)),
             ]
+            if conv_variants and name.startswith("resnet conv") and batch % 8 == 0:
+                pairs += list(CONV_VARIANTS.items())
         for label, f in pairs:
             out.append(Contender(label, group, _timed(f, x, p, first), batch))
     return out
@@ -122,9 +201,10 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--conv-variants", action="store_true", help="also the rejected 3x3 convs")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
-    contenders = [c for s in args.sizes for c in build(s, args.batch)]
+    contenders = [c for s in args.sizes for c in build(s, args.batch, args.conv_variants)]
     for c in contenders:
         c.warmup()
     for _ in range(args.rounds):
