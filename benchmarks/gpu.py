@@ -40,7 +40,7 @@ from pathlib import Path
 
 import harness
 
-from charjax.atomic import write_text_atomic
+from charjax.atomic import write_json_atomic
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -334,7 +334,7 @@ def save(out: Path, payload: dict, records: dict, seconds: float) -> None:
         payload["tables"] = tables(records)
     except (KeyError, TypeError) as e:  # a section's JSON in a shape not foreseen: keep it raw
         payload["tables"] = {"error": repr(e)}
-    write_text_atomic(out, json.dumps(payload, indent=1, default=str))
+    write_json_atomic(out, payload)
 
 
 def summary(payload: dict, out: Path) -> None:
