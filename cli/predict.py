@@ -4,6 +4,7 @@ import json
 
 import click
 
+from charjax.cli.many_files import fail_if_unreadable, report_unreadable
 from charjax.cli.options import bundled_checkpoint_option, charset_option
 from charjax.errors import CharjaxError
 from charjax.predict import load
@@ -32,12 +33,8 @@ def predict(checkpoint, top_k, as_json, charset, images):
     predictor = load(checkpoint)
     answers = predictor.predict_files(images, top_k=top_k, charset=charset)
     for path, answer in zip(images, answers, strict=True):
-        if isinstance(answer, CharjaxError) and len(images) == 1:
-            raise answer  # one file: its error is the one line
         if isinstance(answer, CharjaxError):
-            click.echo(f"charjax: error: {answer}", err=True)
-            if as_json:
-                click.echo(json.dumps({"file": path, "error": str(answer)}))
+            report_unreadable(path, answer, len(images), as_json)
         elif as_json:
             click.echo(json.dumps({"file": path, **answer.as_dict()}))
         elif answer.blank:
@@ -47,7 +44,4 @@ def predict(checkpoint, top_k, as_json, charset, images):
                 f"{c} {p:6.1%}" for c, p in zip(answer.chars, answer.probs, strict=True)
             )
             click.echo(f"{path}: {guesses}")
-    failed = sum(isinstance(a, CharjaxError) for a in answers)
-    if failed:
-        # Every readable file was answered above; the exit status says not all were.
-        raise CharjaxError(f"{failed} of {len(images)} images could not be read")
+    fail_if_unreadable(sum(isinstance(a, CharjaxError) for a in answers), len(images))

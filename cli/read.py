@@ -4,6 +4,7 @@ import json
 
 import click
 
+from charjax.cli.many_files import fail_if_unreadable, report_unreadable
 from charjax.cli.options import bundled_checkpoint_option, charset_option
 from charjax.errors import CharjaxError
 from charjax.predict import load
@@ -42,12 +43,8 @@ def read(checkpoint, as_json, show, charset, images):
         try:
             reading = reader.read(path)
         except CharjaxError as e:
-            if len(images) == 1:
-                raise  # one file: its error is the one line
+            report_unreadable(path, e, len(images), as_json)
             failed += 1
-            click.echo(f"charjax: error: {e}", err=True)
-            if as_json:
-                click.echo(json.dumps({"file": path, "error": str(e)}))
             continue
         if as_json:
             click.echo(json.dumps({"file": path, **reading.as_dict()}))
@@ -59,6 +56,4 @@ def read(checkpoint, as_json, show, charset, images):
             click.echo(f"charjax: {path}: {reading.note}", err=True)
         if show:
             save_reading_picture(path, reading, show)
-    if failed:
-        # Every readable file was read above; the exit status says not all were.
-        raise CharjaxError(f"{failed} of {len(images)} images could not be read")
+    fail_if_unreadable(failed, len(images))
