@@ -63,6 +63,8 @@ _ABLATION_FLAGS = {
     "xnn graph": "--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY",
     "memory scheduler": "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED",
     "fast-runtime preset": "--xla_cpu_opt_preset=CPU_OPT_PRESET_FAST_RUNTIME",
+    # Each op on one thread, so that XLA's executor can only win by running ops side by side.
+    "1 thread per op": "--xla_cpu_multi_thread_eigen=false",
 }
 VARIANTS.update({k: {"env": {"XLA_FLAGS": v}, "fast": True} for k, v in _ABLATION_FLAGS.items()})
 
