@@ -22,6 +22,7 @@ installed on the machine (see README "Datasets" for the richer font set), so say
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
@@ -146,7 +147,8 @@ def plot(results: list[dict], out: str) -> None:
     ax.set_xlabel("wall time since the training command started (min)")
     ax.set_ylabel("held-out fonts, top-1 case-insensitive (%)")
     ax.set_xlim(left=0)  # the start-up and compile time before the first point shows
-    ax.set_ylim(50, 100)
+    lowest = min((100 * p["accuracy_ci"] for r in results for p in r["curve"]), default=50)
+    ax.set_ylim(min(50, 10 * math.floor(lowest / 10)), 100)  # every point shows
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
