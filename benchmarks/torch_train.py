@@ -346,9 +346,6 @@ def main(argv=None) -> None:
                          lr=args.lr, augment=args.augment, eval_every=args.eval_every,
                          log_every=args.log_every, seed=args.seed)  # fmt: skip
     workdir = Path(args.workdir)
-    # A Ctrl-C is KeyboardInterrupt even when started in the background, where the shell has
-    # SIGINT ignored and Python then installs no handler (time_to_accuracy.py stops runs so).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     if (workdir / "metrics.jsonl").exists():
         raise SystemExit(f"{workdir} already holds a run; give a new --workdir")
     try:
@@ -360,4 +357,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    # Ctrl-C is KeyboardInterrupt even when started in the background, where the shell has
+    # SIGINT ignored and Python then installs no handler (time_to_accuracy.py stops runs so).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     main()
