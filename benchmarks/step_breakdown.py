@@ -128,17 +128,31 @@ _TORCH_CATEGORIES = [  # (regex on the aten op name, category); first match wins
     (r"conv|mkldnn_convolution", "conv"),
     (r"batch_norm", "batch norm"),
     (r"max_pool", "max pool"),
-    (r"threshold_backward|relu", "relu"),
+    (r"threshold_backward|relu|clamp_min", "relu"),
     (r"addmm|mm$|linear", "dense"),
-    (r"adam|_foreach|lerp|addcdiv|addcmul|sqrt", "optimizer"),
     (r"log_softmax|nll_loss|cross_entropy", "loss"),
     (r"copy_|contiguous|clone|empty|zero|fill", "copies and allocation"),
     (r"add|mul|div|mean|sum", "elementwise"),
 ]
 
 
+def _torch_phase(event) -> str:
+    """optimizer, backward or forward: from the op's callers (AdamW's step is one annotated
+    range; autograd's engine runs each backward function under its own)."""
+    names = []
+    while event is not None:
+        names.append(event.name)
+        event = event.cpu_parent
+    if any(n.startswith("Optimizer.step") for n in names):
+        return "optimizer"
+    if any("backward" in n.lower() or n.startswith("autograd::engine") for n in names):
+        return "backward"
+    return "forward"
+
+
 def torch_breakdown(arch: str, size: int, batch: int, steps: int) -> tuple[Breakdown, list, float]:
-    """The same for torch eager (channels_last), from torch.profiler's self CPU times."""
+    """The same for torch eager (channels_last), from torch.profiler's self CPU time of each
+    aten op, its phase from its callers."""
     import torch
     import train_step
     from torch.profiler import ProfilerActivity, profile
@@ -151,17 +165,16 @@ def torch_breakdown(arch: str, size: int, batch: int, steps: int) -> tuple[Break
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         run(steps)
     cats: Breakdown = collections.defaultdict(float)
-    top = []
-    for ev in prof.key_averages():
-        if not ev.key.startswith("aten::"):
+    per_op: dict[tuple[str, str, str], float] = collections.defaultdict(float)
+    for ev in prof.events():
+        if not ev.name.startswith("aten::"):
             continue
         ms = ev.self_cpu_time_total / 1e3 / steps
-        cat = next((c for pat, c in _TORCH_CATEGORIES if re.search(pat, ev.key)), "other")
-        phase = "backward" if "backward" in ev.key else "forward"
-        if cat == "optimizer":
-            phase = "optimizer"
+        cat = next((c for pat, c in _TORCH_CATEGORIES if re.search(pat, ev.name)), "other")
+        phase = _torch_phase(ev)
         cats[(cat, phase)] += ms
-        top.append((ms, ev.key, cat, phase, ""))
+        per_op[(ev.name, cat, phase)] += ms
+    top = [(ms, name, cat, phase, "") for (name, cat, phase), ms in per_op.items()]
     del torch
     return dict(cats), sorted(top, reverse=True), wall_ms
 
