@@ -23,6 +23,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -108,6 +109,8 @@ def jax_breakdown(arch: str, size: int, batch: int, steps: int) -> tuple[Breakdo
     [trace] = glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True)
     with gzip.open(trace) as f:
         events = json.load(f)["traceEvents"]
+    for d in (dump, trace_dir):  # the worker's own scratch (the HLO dump is ~100 files)
+        shutil.rmtree(d, ignore_errors=True)
     per_op: dict[str, float] = collections.defaultdict(float)
     for e in events:
         if e.get("ph") == "X" and e["name"] in insts:
