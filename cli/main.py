@@ -84,6 +84,19 @@ def environment_error(error: BaseException) -> str | None:
     return None
 
 
+def _quiet_closed_loop(default):
+    """sys.excepthook without one library shutdown race: when an orbax save fails (a full
+    disk), its thread closes its event loop while tensorstore's other writes are in flight, and
+    each of their completions reports `RuntimeError('Event loop is closed')` from C through
+    sys.excepthook. The save's own error reaches the CLI and is said in one line."""
+
+    def hook(kind, error, tb):
+        if not (kind is RuntimeError and str(error) == "Event loop is closed"):
+            default(kind, error, tb)
+
+    return hook
+
+
 def main(argv=None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2, no traceback;
     a `CharjaxWarning` becomes one `charjax: warning:` line."""
@@ -97,6 +110,8 @@ def main(argv=None) -> None:
                 default(message, category, *args, **kwargs)
 
         warnings.showwarning = show
+        excepthook = sys.excepthook
+        sys.excepthook = _quiet_closed_loop(excepthook)
         # orbax logs through absl what it then raises (a failed background save, with its
         # traceback) and warns about the leftovers of a killed save it cleans up itself; the
         # raised error becomes one line here, so the log would only bury it.
@@ -107,6 +122,7 @@ def main(argv=None) -> None:
             _main(argv)
         finally:
             absl.setLevel(level)
+            sys.excepthook = excepthook
 
 
 def _main(argv) -> None:
@@ -140,6 +156,10 @@ def _main(argv) -> None:
         if line is None:
             raise  # a bug keeps its traceback
         click.echo(f"charjax: error: {line}", err=True)
+        # A checkpoint write that failed (a full disk) leaves orbax's other writes failing in
+        # the background; asyncio logs each one ("Task exception was never retrieved") as the
+        # process exits. The failure is said once, above.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         sys.exit(2)
 
 
