@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from charjax.atomic import write_text_atomic
+from charjax.backend import CPU_FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,6 +119,12 @@ class Worker:
                 environ.pop(k, None)
             else:
                 environ[k] = v
+        if environ.get("CHARJAX_XLA_DEFAULTS") == "0":
+            # This process imported charjax, which put its defaults into XLA_FLAGS; a worker
+            # measuring XLA's own defaults must not inherit them.
+            ours = {f"{name}={value}" for name, value in CPU_FLAGS.items()}
+            flags = [f for f in environ.get("XLA_FLAGS", "").split() if f not in ours]
+            environ["XLA_FLAGS"] = " ".join(flags)
         self.proc = subprocess.Popen(
             [sys.executable, str(script), "--worker", json.dumps(spec)],
             stdin=subprocess.PIPE,
