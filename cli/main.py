@@ -85,14 +85,15 @@ def environment_error(error: BaseException) -> str | None:
 
 
 def _quiet_closed_loop(default):
-    """sys.excepthook without one library shutdown race: when an orbax save fails (a full
+    """sys.unraisablehook without one library shutdown race: when an orbax save fails (a full
     disk), its thread closes its event loop while tensorstore's other writes are in flight, and
-    each of their completions reports `RuntimeError('Event loop is closed')` from C through
-    sys.excepthook. The save's own error reaches the CLI and is said in one line."""
+    each of their completions reports `RuntimeError('Event loop is closed')` from C as an
+    unraisable exception. The save's own error reaches the CLI and is said in one line."""
 
-    def hook(kind, error, tb):
-        if not (kind is RuntimeError and str(error) == "Event loop is closed"):
-            default(kind, error, tb)
+    def hook(unraisable):
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            default(unraisable)
 
     return hook
 
@@ -110,8 +111,8 @@ def main(argv=None) -> None:
                 default(message, category, *args, **kwargs)
 
         warnings.showwarning = show
-        excepthook = sys.excepthook
-        sys.excepthook = _quiet_closed_loop(excepthook)
+        unraisablehook = sys.unraisablehook
+        sys.unraisablehook = _quiet_closed_loop(unraisablehook)
         # orbax logs through absl what it then raises (a failed background save, with its
         # traceback) and warns about the leftovers of a killed save it cleans up itself; the
         # raised error becomes one line here, so the log would only bury it.
@@ -122,7 +123,7 @@ def main(argv=None) -> None:
             _main(argv)
         finally:
             absl.setLevel(level)
-            sys.excepthook = excepthook
+            sys.unraisablehook = unraisablehook
 
 
 def _main(argv) -> None:
