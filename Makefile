@@ -15,8 +15,10 @@ setup: $(VENV_STAMP)
 demo: setup
 	.venv/bin/charjax demo
 
+# One test process per core (pytest-xdist); a module's tests stay in one process, so its
+# fixtures are built once. `pytest tests/test_x.py` still runs serially.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadscope
 
 lint: setup
 	.venv/bin/ruff check .

@@ -6,6 +6,7 @@ render glyphs skip and say what to install.
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 import jax
@@ -15,6 +16,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 # Tests must never write into the user's real cache.
 os.environ.setdefault("CHARJAX_CACHE", str(Path(__file__).parent / ".cache-never-used"))
+# One XLA compilation cache for the test processes and the `charjax` processes they start:
+# most of a small test's time is compiling, and many compile the same tiny model's programs
+# (the environment variable reaches subprocesses; this process has imported JAX already).
+XLA_CACHE = Path(tempfile.gettempdir()) / f"charjax-tests-xla-{os.getuid()}"
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(XLA_CACHE))
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 
 from charjax.cli.main import main  # noqa: E402
 from charjax.config import TrainConfig  # noqa: E402
