@@ -18,14 +18,18 @@ coordinator (process 0). A process that misses them for `heartbeat_timeout` seco
 declared dead and every other process is terminated, so a run never hangs forever on a
 lost peer. When the loss shows up first as a failed collective (its TCP connection closed),
 `exit_on_lost_peer` says so in one line and exits at once instead of waiting for that timeout.
+Ctrl-C stops a run between steps (`StopOnSignal`), at a step every process agrees on
+(`stop_agreed`), since the save that follows is collective.
 """
 
 import contextlib
 import hashlib
 import os
 import re
+import signal
 import socket
 import sys
+import threading
 from dataclasses import dataclass
 
 import jax
@@ -248,6 +252,32 @@ def check_same_data(arrays: dict[str, np.ndarray], what: str = "the training dat
             "prepare the dataset once (`charjax data ...`), copy the same directory to every "
             "machine (or share it) and pass it with --data"
         )
+
+
+class StopOnSignal:
+    """Turns the first Ctrl-C into a request to stop after the current step.
+
+    Interrupting inside a jitted call whose input was donated would lose the state, so the
+    loop checks the flag between steps and saves; a second Ctrl-C interrupts at once.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def stop_agreed(requested: bool, step: int, every: int) -> bool:

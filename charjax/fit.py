@@ -15,8 +15,6 @@ val results) is a `LoopState`, which also owns eval-and-save. The step itself is
 
 import json
 import math
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -62,32 +60,6 @@ def _check_config_matches(workdir: Path, config: TrainConfig) -> None:
         )
 
 
-class _StopOnSignal:
-    """Turns the first Ctrl-C into a request to stop after the current step.
-
-    Interrupting inside a jitted call whose input was donated would lose the state, so the
-    loop checks the flag between steps and saves; a second Ctrl-C interrupts at once.
-    """
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 def _drop_records_after(path: Path, step: int) -> None:
     """Rewrites metrics.jsonl without its records past `step` (and any torn last line): a run
     killed after its last checkpoint logged steps that the resume runs again, and its curves
@@ -108,9 +80,12 @@ def _drop_records_after(path: Path, step: int) -> None:
 
 
 class _MetricsLog:
-    """Appends JSON lines to WORKDIR/metrics.jsonl (process 0 only), and to TensorBoard."""
+    """Appends JSON lines to WORKDIR/metrics.jsonl (process 0 only), and to TensorBoard;
+    a resumed run's log first loses the records past the step it resumes from."""
 
-    def __init__(self, path: Path, enabled: bool, board: TensorBoardWriter | None = None):
+    def __init__(self, path: Path, enabled: bool, board: TensorBoardWriter | None, step: int):
+        if enabled:
+            _drop_records_after(path, step)
         self.file = path.open("a") if enabled else None
         self.board = board
 
@@ -344,6 +319,13 @@ class LoopState:
         self.ckpts.save(step, state.checkpoint_items(), meta, best=is_best)
         self.window_start = time.time()  # eval and save time are not training throughput
 
+    def stop(self, step: int, state: TrainState, iterator: dict, say) -> None:
+        """Saves now (Ctrl-C, agreed by every process) and ends the loop."""
+        self.save(step, state, iterator, evaluate=False)
+        self.ckpts.wait()
+        say(f"Stopped at step {step}; checkpoint saved. Run the same command to resume.")
+        raise KeyboardInterrupt
+
     def finish(self, step: int, state: TrainState, iterator: dict) -> None:
         """The final evaluation and save; without a val split the final model is the best."""
         self.save(step, state, iterator, evaluate=True)
@@ -411,15 +393,13 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
     train_step, eval_step = jit_train_step(config, schedule, mesh), jit_eval_step(config, mesh)
     evaluate = _val_evaluator(eval_step, val_arrays, config, mesh, objective)
     board = TensorBoardWriter(workdir / "tensorboard") if config.tensorboard and is_main else None
-    if is_main:
-        _drop_records_after(workdir / "metrics.jsonl", int(state.step))
-    log = _MetricsLog(workdir / "metrics.jsonl", is_main, board)
+    log = _MetricsLog(workdir / "metrics.jsonl", is_main, board, int(state.step))
     loop = LoopState(config, objective, log, ckpts, run_info, evaluate, best, steps_per_epoch)
     start_step = int(state.step)
     it = _batches(train_arrays, config, mesh, iterator_state)
     try:
         with (
-            _StopOnSignal() as stop,
+            distributed.StopOnSignal() as stop,
             _progress_bar(config, total_steps, start_step, progress) as bar,
         ):
             for step in range(start_step + 1, total_steps + 1):
@@ -439,12 +419,7 @@ def fit(config: TrainConfig, workdir, *, progress: bool = True, echo=print) -> d
                 ):
                     loop.save(step, state, it.state(), evaluate=evaluate_now)
                 if distributed.stop_agreed(stop.requested, step, config.log_every):
-                    loop.save(step, state, it.state(), evaluate=False)
-                    ckpts.wait()
-                    say(
-                        f"Stopped at step {step}; checkpoint saved. Run the same command to resume."
-                    )
-                    raise KeyboardInterrupt
+                    loop.stop(step, state, it.state(), say)
             loop.finish(int(state.step), state, it.state())
     finally:
         it.close()

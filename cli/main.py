@@ -142,8 +142,9 @@ def _main(argv) -> None:
     except click.ClickException as e:
         click.echo(f"charjax: error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        click.echo("charjax: aborted", err=True)
+    except click.exceptions.Abort as e:  # click's form of a KeyboardInterrupt, among others
+        interrupted = isinstance(e.__cause__, KeyboardInterrupt)
+        click.echo(f"charjax: {'interrupted' if interrupted else 'aborted'}", err=True)
         sys.exit(130)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)

@@ -5,6 +5,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -310,3 +311,32 @@ def test_read_finds_no_text_in_a_click_rather_than_an_o(bundled):
         reading = reader.read(image)
         assert reading.text == "" and reading.note.startswith("no text found")
     assert reader.read(_dot(18)).note == "no text found (too little ink to read)"
+
+
+def test_ctrl_c_saves_at_the_next_step_says_so_and_the_run_resumes(glyph_cache, tmp_path):
+    workdir = tmp_path / "run"
+    args = [sys.executable, "-m", "charjax.cli.main", "train", "--arch", "tiny", "--data",
+            str(glyph_cache), "--image-size", "16", "--batch-size", "32", "--steps", "100000",
+            "--eval-every", "0", "--checkpoint-every", "0", "--log-every", "5", "--no-progress",
+            "--workdir", str(workdir)]  # fmt: skip
+    run = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    metrics, deadline = workdir / "metrics.jsonl", time.time() + 240
+    while not (metrics.exists() and metrics.stat().st_size):  # until a step is logged
+        assert run.poll() is None, run.stderr.read()
+        assert time.time() < deadline, "no step was logged in time"
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    stopped = [line for line in err.splitlines() if line.startswith("Stopped at step")]
+    assert len(stopped) == 1 and stopped[0].endswith("Run the same command to resume."), err
+    step = int(stopped[0].split()[3].rstrip(";"))
+    saved = [int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
+    assert max(saved) == step  # the state at that step is saved
+    assert "Traceback" not in err and err.splitlines()[-1] == "charjax: interrupted", err
+    resumed = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:  # the same command resumes at that step (its first line says so)
+        assert resumed.stderr.readline().startswith(f"Resuming {workdir} from step {step} of")
+    finally:
+        resumed.kill()
+        resumed.wait()
