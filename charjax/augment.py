@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from charjax.errors import CharjaxError
+from charjax.errors import CharjaxError, check_range
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,7 @@ class AugmentConfig:
 
     def __post_init__(self):
         for name in ("strength", "rotate", "scale", "shear", "translate", "elastic", "noise"):
-            if getattr(self, name) < 0:
-                raise CharjaxError(f"augmentation {name} must be >= 0, got {getattr(self, name)}")
+            check_range(f"augmentation {name}", getattr(self, name), 0)
         for name in ("stroke", "blur", "invert"):
             if not 0 <= getattr(self, name) <= 1:
                 raise CharjaxError(

@@ -13,3 +13,12 @@ class CharjaxError(Exception):
 class CharjaxWarning(UserWarning):
     """Something the user should know that did not stop the work (a damaged checkpoint that
     was skipped for an older one). The CLI prints it as one `charjax: warning:` line."""
+
+
+def check_range(what: str, value, low, high=None) -> None:
+    """Raises CharjaxError("WHAT must be between LOW and HIGH, got VALUE") unless
+    low <= value <= high (with no `high`: "must be >= LOW")."""
+    if high is None and not value >= low:
+        raise CharjaxError(f"{what} must be >= {low}, got {value}")
+    if high is not None and not low <= value <= high:
+        raise CharjaxError(f"{what} must be between {low} and {high}, got {value}")

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from charjax.data import font_filter, font_render
 from charjax.data.cache import SPLITS, write_cache
 from charjax.data.font_split import SplitPlan, split_faces
-from charjax.errors import CharjaxError
+from charjax.errors import CharjaxError, check_range
 from charjax.labels import CLASSES
 from charjax.preprocess import PreprocessSpec
 
@@ -77,14 +77,9 @@ class FontOptions:
 
     def __post_init__(self):
         PreprocessSpec(size=self.size)  # validates the size with the usual message
-        if not 1 <= self.variants <= 64:
-            raise CharjaxError(f"variants must be between 1 and 64, got {self.variants}")
-        if not 0 <= self.stroke_variants <= 64:
-            raise CharjaxError(
-                f"stroke variants must be between 0 and 64, got {self.stroke_variants}"
-            )
-        if self.workers < 0:
-            raise CharjaxError(f"workers must be >= 0, got {self.workers}")
+        check_range("variants", self.variants, 1, 64)
+        check_range("stroke variants", self.stroke_variants, 0, 64)
+        check_range("workers", self.workers, 0)
 
 
 @dataclass

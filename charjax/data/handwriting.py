@@ -31,7 +31,7 @@ from charjax.data.cache import write_cache
 from charjax.data.folder import check_split_fractions
 from charjax.data.handwriting_forms import FORMS, Glyph, form_weights
 from charjax.data.strokes import draw_pen
-from charjax.errors import CharjaxError
+from charjax.errors import check_range
 from charjax.labels import CLASSES
 from charjax.preprocess import PreprocessSpec, preprocess
 
@@ -287,13 +287,10 @@ class HandwritingOptions:
 
     def __post_init__(self):
         PreprocessSpec(size=self.size)  # validates the size with the usual message
-        if not 3 <= self.writers <= 100_000:
-            raise CharjaxError(f"writers must be between 3 and 100000, got {self.writers}")
-        if not 1 <= self.samples <= 64:
-            raise CharjaxError(f"samples must be between 1 and 64, got {self.samples}")
+        check_range("writers", self.writers, 3, 100000)
+        check_range("samples", self.samples, 1, 64)
         check_split_fractions(self.val_fraction, self.test_fraction)
-        if self.workers < 0:
-            raise CharjaxError(f"workers must be >= 0, got {self.workers}")
+        check_range("workers", self.workers, 0)
 
 
 def writer_rng(seed: int, writer: int) -> np.random.Generator:
