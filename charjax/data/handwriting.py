@@ -56,6 +56,9 @@ class Writer:
       pen: pen diameter as a fraction of the cap height.
       pressure: how much a slow pen (curves, corners) widens the line and a fast one thins it.
       wobble: amplitude of the slow waviness of the hand, as a fraction of the cap height.
+      variability: amplitude of the broad reshaping each drawing of a character gets (loops
+        larger or smaller, strokes longer, a bowl moved), as a fraction of the cap height: no
+        two drawings of one person's letter are the same shape, and fonts never show that.
       sloppiness: scale of trimmed and overshooting stroke ends and misplaced strokes, which
         open loops, leave gaps at joins and make strokes cross.
       ink: darkness of the ink on the paper (faint pencil ... black marker).
@@ -74,6 +77,7 @@ class Writer:
     pen: float
     pressure: float
     wobble: float
+    variability: float
     sloppiness: float
     ink: float
     grain: float
@@ -94,6 +98,7 @@ def sample_writer(rng: np.random.Generator) -> Writer:
         pen=float(np.exp(rng.uniform(np.log(0.045), np.log(0.16)))),
         pressure=float(rng.uniform(0.0, 1.0)),
         wobble=float(rng.uniform(0.0, 0.02)),
+        variability=float(rng.uniform(0.02, 0.08)),
         sloppiness=float(rng.uniform(0.2, 1.0)),
         ink=float(rng.uniform(0.35, 1.0)),
         grain=float(rng.uniform(0.0, 1.0) ** 2),
@@ -180,6 +185,18 @@ def _wobble(points: np.ndarray, amplitude: float, waves: np.ndarray) -> np.ndarr
     return np.sin(arg) @ direction * (amplitude * _HEIGHT_PX)
 
 
+def _waves(rng: np.random.Generator, cycles: float) -> np.ndarray:
+    """Three random plane waves [3, 5] for `_wobble`, up to `cycles` per cap height."""
+    return np.concatenate(
+        [
+            rng.uniform(-cycles, cycles, (3, 2)),  # cycles per cap height, per axis
+            rng.uniform(0, 2 * math.pi, (3, 1)),
+            rng.normal(0.0, 1.0 / math.sqrt(3), (3, 2)),
+        ],
+        axis=1,
+    )
+
+
 # Lower-case letters whose first stroke starts at the left of the x-height band, where a
 # joined-up hand arrives from the baseline; an entry into the others (c, o, s, v, z, ...)
 # would cross the letter or turn it into another (v into N).
@@ -210,18 +227,12 @@ def draw_strokes(glyph: Glyph, char: str, writer: Writer, rng: np.random.Generat
       list of (points [P, 2] in pixels (x, y), radius [P]) per stroke.
     """
     jitter = {
-        "slant": rng.normal(0.0, 0.04),
-        "width": math.exp(rng.normal(0.0, 0.05)),
-        "angle": math.radians(rng.normal(0.0, 2.5)),
+        "slant": rng.normal(0.0, 0.06),
+        "width": math.exp(rng.normal(0.0, 0.1)),
+        "angle": math.radians(rng.normal(0.0, 4.0)),
     }
-    waves = np.concatenate(
-        [
-            rng.uniform(-1.5, 1.5, (3, 2)),  # cycles per cap height, per axis
-            rng.uniform(0, 2 * math.pi, (3, 1)),
-            rng.normal(0.0, 1.0 / math.sqrt(3), (3, 2)),
-        ],
-        axis=1,
-    )
+    waves = _waves(rng, 1.5)  # the hand's waviness along the strokes
+    reshape = _waves(rng, 0.8)  # broad: moves whole loops and stroke ends
     if char.islower() and rng.random() < writer.cursive:
         glyph = _joined_up(glyph, char, rng)
     sloppy = writer.sloppiness * _HEIGHT_PX
@@ -232,6 +243,7 @@ def draw_strokes(glyph: Glyph, char: str, writer: Writer, rng: np.random.Generat
             path = path + rng.normal(0.0, 0.03 * writer.sloppiness, 2)
         path = _resample(_shape(path, char, writer, jitter), _STEP_PX)
         path = path + _wobble(path, writer.wobble, waves)
+        path = path + _wobble(path, writer.variability, reshape)
         # Pens land a little late and lift a little late: ends fall short or overshoot.
         start, end = rng.normal(0.0, 0.05, 2) * sloppy + np.array([0.0, 0.01 * sloppy])
         path = _adjust_ends(path, float(start), float(end))
