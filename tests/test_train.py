@@ -69,12 +69,15 @@ def test_train_step_overfits_a_tiny_batch(glyph_cache):
     assert {"loss", "accuracy", "lr", "grad_norm", "param_norm"} <= set(metrics)
 
 
-def _compare_one_and_two_devices(glyph_cache, wrong_gradient: bool) -> str:
-    """Runs 3 steps of resnet-small on 1 and on 2 CPU devices and compares them; returns the
-    script's output, "OK ..." when they agree within the bounds, "DIFFER ..." when not.
+@pytest.fixture(scope="module")
+def device_comparisons(glyph_cache) -> dict[bool, str]:
+    """Runs 3 steps of resnet-small on 1 CPU device, then on 2 with the right gradient and on
+    2 with a wrong one, and compares each 2-device run with the 1-device run. Returns the
+    script's line per `wrong_gradient`: "OK ..." when they agree within the bounds,
+    "DIFFER ..." when not. Both tests share one interpreter and one 1-device run.
 
-    With `wrong_gradient`, the 2-device run's second gradient is scaled by 1.01, a stand-in
-    for a data-parallel bug (a shard counted wrong) that the bounds must catch.
+    The wrong run's second gradient is scaled by 1.01, a stand-in for a data-parallel bug (a
+    shard counted wrong) that the bounds must catch.
     """
     # Device count is fixed when jax starts, so the comparison runs in a fresh interpreter.
     script = textwrap.dedent(f"""
@@ -106,23 +109,25 @@ def _compare_one_and_two_devices(glyph_cache, wrong_gradient: bool) -> str:
                     flat(jax.device_get(mu)), flat(jax.device_get(state.params)))
 
         (loss1, g1, mu1, p1) = run(jax.devices()[:1])
-        (loss2, g2, mu2, p2) = run(jax.devices(), wrong={wrong_gradient})
-        # The all-reduce only sums in another order, so the runs agree to float rounding. Not
-        # every weight does: Adam divides by sqrt(v), so a gradient that is ~0 in one run and
-        # ~1e-9 in the other (a bias before batch norm) can move its weight by a full step (lr
-        # 3e-3). So the tight bound is on the mean |difference| of the params: measured
-        # 7e-9..1.4e-7 for the right step, 4e-6..9e-6 with the wrong gradient.
-        errors = {{
-            "loss": abs(loss1 / loss2 - 1),
-            "grad_norm": abs(g1 / g2 - 1),
-            "mu": np.abs(mu1 - mu2).mean() / np.abs(mu1).mean(),
-            "params_mean": np.abs(p1 - p2).mean(),
-            "params_max": np.abs(p1 - p2).max(),
-        }}
-        bounds = {{"loss": 1e-5, "grad_norm": 1e-4, "mu": 1e-3, "params_mean": 1e-6,
-                   "params_max": 3 * 3e-3}}
-        over = [k for k in bounds if not errors[k] < bounds[k]]
-        print("DIFFER" if over else "OK", over, {{k: float(v) for k, v in errors.items()}})
+        for wrong in (False, True):
+            (loss2, g2, mu2, p2) = run(jax.devices(), wrong=wrong)
+            # The all-reduce only sums in another order, so the runs agree to float rounding. Not
+            # every weight does: Adam divides by sqrt(v), so a gradient that is ~0 in one run and
+            # ~1e-9 in the other (a bias before batch norm) can move its weight by a full step (lr
+            # 3e-3). So the tight bound is on the mean |difference| of the params: measured
+            # 7e-9..1.4e-7 for the right step, 4e-6..9e-6 with the wrong gradient.
+            errors = {{
+                "loss": abs(loss1 / loss2 - 1),
+                "grad_norm": abs(g1 / g2 - 1),
+                "mu": np.abs(mu1 - mu2).mean() / np.abs(mu1).mean(),
+                "params_mean": np.abs(p1 - p2).mean(),
+                "params_max": np.abs(p1 - p2).max(),
+            }}
+            bounds = {{"loss": 1e-5, "grad_norm": 1e-4, "mu": 1e-3, "params_mean": 1e-6,
+                       "params_max": 3 * 3e-3}}
+            over = [k for k in bounds if not errors[k] < bounds[k]]
+            errors = {{k: float(v) for k, v in errors.items()}}
+            print(wrong, "DIFFER" if over else "OK", over, errors)
     """)
     # Two CPU devices on any machine (a GPU machine would otherwise give its one GPU).
     env = dict(
@@ -132,17 +137,19 @@ def _compare_one_and_two_devices(glyph_cache, wrong_gradient: bool) -> str:
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
+    lines = [line.split(" ", 1) for line in out.stdout.splitlines()]
+    found = {first: rest for first, *rest in lines if first in ("False", "True")}
+    return {False: "".join(found["False"]), True: "".join(found["True"])}
 
 
-def test_two_devices_give_the_same_step_as_one(glyph_cache):
-    out = _compare_one_and_two_devices(glyph_cache, wrong_gradient=False)
+def test_two_devices_give_the_same_step_as_one(device_comparisons):
+    out = device_comparisons[False]
     assert out.startswith("OK"), out
 
 
 @pytest.mark.slow
-def test_a_wrong_gradient_on_two_devices_fails_the_comparison(glyph_cache):
-    out = _compare_one_and_two_devices(glyph_cache, wrong_gradient=True)
+def test_a_wrong_gradient_on_two_devices_fails_the_comparison(device_comparisons):
+    out = device_comparisons[True]
     over = out.split("{")[0]  # "DIFFER [names of the bounds it broke] {errors}"
     assert out.startswith("DIFFER") and "params_mean" in over, out
 
