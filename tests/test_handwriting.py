@@ -55,7 +55,7 @@ def test_one_writer_keeps_one_slant_across_characters():
     forms = tuple(stems.get(c, 0) for c in CLASSES)
     measured = {}
     for slant in (-0.15, 0.35):
-        writer = _writer(forms=forms, mix=0.0, slant=slant, wobble=0.0, variability=0.0)
+        writer = _writer(forms=forms, mix=0.0, slant=slant, wobble=0.0, variability=0.0, scan=64.0)
         rng = np.random.default_rng(1)
         measured[slant] = [_slant(render_char(c, writer, rng)) for c in "Il1" * 4]
     for slant, values in measured.items():

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from charjax.data.cache import write_cache
 from charjax.data.folder import check_split_fractions
@@ -65,6 +66,9 @@ class Writer:
       grain: how grainy the line is (0: ballpoint, 1: soft pencil on rough paper).
       cursive: probability that a lower-case letter gets the entry stroke from the baseline
         and the exit tail of joined-up writing (0 for print writers).
+      scan: cap height of the scan in pixels: the drawing (made at 64 px) is resampled to it,
+        so small writing on a coarse scan reaches the model blurred and blocky, as it does
+        from forms and from small crops.
     """
 
     forms: tuple[int, ...]
@@ -82,6 +86,7 @@ class Writer:
     ink: float
     grain: float
     cursive: float
+    scan: float
 
 
 def sample_writer(rng: np.random.Generator) -> Writer:
@@ -95,7 +100,7 @@ def sample_writer(rng: np.random.Generator) -> Writer:
         ascender=float(rng.uniform(0.75, 1.3)),
         descender=float(rng.uniform(0.7, 1.3)),
         balance=float(rng.uniform(-0.25, 0.25)),
-        pen=float(np.exp(rng.uniform(np.log(0.045), np.log(0.16)))),
+        pen=float(np.exp(rng.uniform(np.log(0.045), np.log(0.2)))),
         pressure=float(rng.uniform(0.0, 1.0)),
         wobble=float(rng.uniform(0.0, 0.02)),
         variability=float(rng.uniform(0.02, 0.08)),
@@ -104,6 +109,10 @@ def sample_writer(rng: np.random.Generator) -> Writer:
         grain=float(rng.uniform(0.0, 1.0) ** 2),
         # About a third of writers join up their lower case, most of the time.
         cursive=float(rng.uniform(0.5, 1.0)) if rng.random() < 0.35 else 0.0,
+        # Half the writers are scanned finely; the others as small as 14 px a capital.
+        scan=float(
+            _HEIGHT_PX if rng.random() < 0.5 else np.exp(rng.uniform(np.log(14), np.log(48)))
+        ),
     )
 
 
@@ -229,7 +238,7 @@ def draw_strokes(glyph: Glyph, char: str, writer: Writer, rng: np.random.Generat
     jitter = {
         "slant": rng.normal(0.0, 0.06),
         "width": math.exp(rng.normal(0.0, 0.1)),
-        "angle": math.radians(rng.normal(0.0, 4.0)),
+        "angle": math.radians(rng.normal(0.0, 3.0)),
     }
     waves = _waves(rng, 1.5)  # the hand's waviness along the strokes
     reshape = _waves(rng, 0.8)  # broad: moves whole loops and stroke ends
@@ -273,7 +282,12 @@ def render_char(char: str, writer: Writer, rng: np.random.Generator) -> np.ndarr
     if writer.grain:  # pencil grain: ink missing in specks along the line
         ink = ink * (1.0 - writer.grain * rng.uniform(0.0, 0.7, ink.shape))
     paper = 1.0 - writer.ink * ink + rng.normal(0.0, 0.015, ink.shape)
-    return np.clip(np.rint(paper * 255.0), 0, 255).astype(np.uint8)
+    scan = np.clip(np.rint(paper * 255.0), 0, 255).astype(np.uint8)
+    if writer.scan < _HEIGHT_PX:  # a coarse scan: each pixel averages the paper under it
+        factor = writer.scan / _HEIGHT_PX
+        size = (max(1, round(scan.shape[1] * factor)), max(1, round(scan.shape[0] * factor)))
+        scan = np.asarray(Image.fromarray(scan).resize(size, Image.Resampling.BOX))
+    return scan
 
 
 @dataclass(frozen=True)
