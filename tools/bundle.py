@@ -6,7 +6,9 @@
 `export_run` copies the best checkpoint's model and meta items (no optimizer state, so the
 package stays small) into `charjax/pretrained/<step>/`, where `charjax.predict.load()` finds
 it. `measure` computes the numbers of MODEL_CARD.md's table: held-out font families (plain and
-stroke-style renderings), the drawn-glyph set (`tools.drawn_set`) and batch-1 latency.
+stroke-style renderings), the drawn-glyph set (`tools.drawn_set`), held-out synthetic
+writers (`charjax data handwriting`, with their digits also restricted to the 10 digits) and
+batch-1 latency. `--checkpoint RUN` measures a candidate run without exporting it.
 """
 
 import argparse
@@ -128,6 +130,24 @@ def drawn_sets(predictor: Predictor, drawn) -> dict[str, dict]:
     return out
 
 
+def writer_sets(predictor: Predictor, writers) -> dict[str, dict]:
+    """Accuracy on the test split (held-out writers) of a `charjax data handwriting` cache:
+    all 62 classes, and its digits with the answer restricted to the 10 digits."""
+    cache = load_cache(writers)
+    test = cache.indices("test")
+    probs = predictor.probabilities(np.asarray(cache.images[test]))
+    labels = np.asarray(cache.labels[test])
+    digits = labels < 10
+    restricted = probs[digits][:, :10].argmax(axis=1)  # CLASSES starts with 0-9
+    return {
+        "held-out writers": _summary(probs, labels),
+        "held-out writers, digits": {
+            **_summary(probs[digits], labels[digits]),
+            "top1_restricted_to_digits": float((restricted == labels[digits]).mean()),
+        },
+    }
+
+
 def latency_ms(predictor: Predictor, repeats: int = 300) -> dict[str, float]:
     """Median batch-1 times in ms: the jitted forward pass, and preprocess + forward."""
     image = np.zeros((400, 400), np.uint8)
@@ -148,7 +168,7 @@ def latency_ms(predictor: Predictor, repeats: int = 300) -> dict[str, float]:
     }
 
 
-def measure(checkpoint, fonts=None, drawn=None) -> dict:
+def measure(checkpoint, fonts=None, drawn=None, writers=None) -> dict:
     """The model card's numbers for `checkpoint` (see the module docstring)."""
     predictor = Predictor.load(checkpoint)
     out = {"checkpoint": str(checkpoint), "size_bytes": folder_size(find_checkpoint(checkpoint)[0])}
@@ -156,6 +176,8 @@ def measure(checkpoint, fonts=None, drawn=None) -> dict:
         out.update(font_test_sets(predictor, fonts))
     if drawn:
         out.update(drawn_sets(predictor, drawn))
+    if writers:
+        out.update(writer_sets(predictor, writers))
     out["latency"] = latency_ms(predictor)
     return out
 
@@ -165,11 +187,15 @@ def main(argv=None) -> None:
     parser.add_argument("--run", help="a workdir to export into charjax/pretrained first")
     parser.add_argument("--fonts", help="the font cache the run trained on (its test split)")
     parser.add_argument("--drawn", help="the drawn-glyph folder (tools.drawn_set)")
+    parser.add_argument("--writers", help="a synthetic handwriting cache (its test split)")
     parser.add_argument("--json", help="also write the numbers to this JSON file")
+    parser.add_argument(
+        "--checkpoint", help="measure this run or checkpoint instead of the bundled model"
+    )
     args = parser.parse_args(argv)
     if args.run:
         print(f"exported {args.run} to {export_run(args.run)}")
-    numbers = measure(PRETRAINED_DIR, args.fonts, args.drawn)
+    numbers = measure(args.checkpoint or PRETRAINED_DIR, args.fonts, args.drawn, args.writers)
     for name, r in numbers.items():
         if isinstance(r, dict) and "top1" in r:
             pairs = ", ".join(f"{t}->{p} {n}" for t, p, n in r["confused"][:5])
@@ -179,6 +205,9 @@ def main(argv=None) -> None:
                 f"case-insensitive {r['top1_case_insensitive']:.4f}  case-only errors "
                 f"{case['all']:.4f} ({SAME_SHAPE_CASES}: {case[SAME_SHAPE_CASES]:.4f})  ({pairs})"
             )
+    if "held-out writers, digits" in numbers:
+        restricted = numbers["held-out writers, digits"]["top1_restricted_to_digits"]
+        print(f"held-out writers' digits, restricted to the 10 digits: top1 {restricted:.4f}")
     print(f"size {numbers['size_bytes'] / 1e6:.2f} MB, latency {numbers['latency']}")
     if args.json:
         write_json_atomic(args.json, numbers)
