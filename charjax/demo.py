@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from charjax.atomic import atomic_path
 from charjax.config import TrainConfig
 from charjax.data.font_render import load_face
 from charjax.data.sources import resolve_data
@@ -54,7 +55,8 @@ def write_samples(cache, out: Path, text: str = SAMPLE_TEXT) -> list[Path]:
         image = Image.new("L", (160, 160), 255)
         ImageDraw.Draw(image).text((80, 80), char, font=font, fill=20, anchor="mm")
         path = out / f"{i:02d}_{char}.png"
-        image.save(path)
+        with atomic_path(path) as tmp:
+            image.save(tmp)
         paths.append(path)
     return paths
 
