@@ -32,7 +32,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from charjax.errors import CharjaxError, CharjaxWarning
+from charjax.errors import CharjaxError, CharjaxWarning, error_chain
 
 ITEMS = ("model", "train", "meta")
 DAMAGED = "damaged"  # WORKDIR/damaged/checkpoints-STEP: steps a resume could not restore
@@ -47,13 +47,10 @@ def _damage(error: BaseException) -> str | None:
     deleted item, FileNotFoundError. So the chain of causes is searched for an OSError or a
     ValueError, and only its first line is kept.
     """
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, OSError | ValueError):
-            line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    for cause in error_chain(error):
+        if isinstance(cause, OSError | ValueError):
+            line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
             return line if len(line) <= 300 else line[:297] + "..."
-        error = error.__cause__
     return None
 
 

@@ -5,6 +5,8 @@ name, a checkpoint from another model). The CLI turns it into one line on stderr
 non-zero exit; anything else is a bug and keeps its traceback.
 """
 
+from collections.abc import Iterator
+
 
 class CharjaxError(Exception):
     """A problem with the user's input, stated in the user's words."""
@@ -22,3 +24,14 @@ def check_range(what: str, value, low, high=None) -> None:
         raise CharjaxError(f"{what} must be >= {low}, got {value}")
     if high is not None and not low <= value <= high:
         raise CharjaxError(f"{what} must be between {low} and {high}, got {value}")
+
+
+def error_chain(error: BaseException | None, context: bool = False) -> Iterator[BaseException]:
+    """`error` and the errors that caused it (`__cause__`; with `context`, also the error being
+    handled when it was raised), each once: libraries (orbax, tensorstore) wrap the error
+    worth saying in their own."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or (error.__context__ if context else None)

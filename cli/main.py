@@ -19,7 +19,7 @@ from charjax.cli.models import models
 from charjax.cli.predict import predict
 from charjax.cli.read import read
 from charjax.cli.train import train
-from charjax.errors import CharjaxError, CharjaxWarning
+from charjax.errors import CharjaxError, CharjaxWarning, error_chain
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -68,19 +68,16 @@ _TENSORSTORE_ERRNO = re.compile(r"\[os_error_code='(\d+)'\]")
 def environment_error(error: BaseException) -> str | None:
     """One line for an OSError of `_ENVIRONMENT_ERRNOS` (or an error it caused, as orbax and
     tensorstore wrap them), else None."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, OSError) and error.errno in _ENVIRONMENT_ERRNOS:
-            what = _ENVIRONMENT_ERRNOS[error.errno]
-            if not error.filename:
+    for cause in error_chain(error, context=True):
+        if isinstance(cause, OSError) and cause.errno in _ENVIRONMENT_ERRNOS:
+            what = _ENVIRONMENT_ERRNOS[cause.errno]
+            if not cause.filename:
                 return what
-            return user_path(str(error.filename)) + f": {what}"
+            return user_path(str(cause.filename)) + f": {what}"
         # tensorstore (under orbax) raises ValueError and names the errno only in its text.
-        code = _TENSORSTORE_ERRNO.search(str(error)) if isinstance(error, ValueError) else None
+        code = _TENSORSTORE_ERRNO.search(str(cause)) if isinstance(cause, ValueError) else None
         if code and int(code.group(1)) in _ENVIRONMENT_ERRNOS:
             return _ENVIRONMENT_ERRNOS[int(code.group(1))]
-        error = error.__cause__ or error.__context__
     return None
 
 
