@@ -20,8 +20,8 @@ The same as charjax (`charjax.step`, `charjax.losses`, `charjax.fit`):
 - evaluation on every val example every --eval-every steps and at the end, top-1, top-5 and
   case-insensitive top-1 (`charjax.labels.FOLD_TABLE`, as `charjax.losses.classification_hits`),
   plus a save of the state at each evaluation, as charjax saves a checkpoint there;
-- augmentation (`charjax.augment`, the defaults mirrored in `AUGMENT`, which
-  tests/test_torch_train.py checks against `AugmentConfig()`): the same distributions of
+- augmentation (`charjax.augment`, with the same `AugmentConfig` defaults, read from the
+  JAX-free `charjax.config`): the same distributions of
   rotation, zoom, shear, translation, elastic field (the same coarse-lattice gaussian
   smoothing), stroke dilation/erosion blended in, 3x3 gaussian blur with a random sigma, and
   additive gaussian noise, composed in the same order; the warp is one bilinear resampling
@@ -44,7 +44,6 @@ import math
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +52,7 @@ import torch.nn.functional as F
 import torch_models
 
 from charjax.atomic import write_json_atomic
-from charjax.config import TrainConfig
+from charjax.config import BLUR_SIGMA, AugmentConfig, TrainConfig
 from charjax.data.pipeline import BatchIterator
 from charjax.data.sources import resolve_data
 from charjax.labels import FOLD_TABLE
@@ -61,26 +60,7 @@ from charjax.labels import FOLD_TABLE
 STARTED = time.time()  # after the imports (torch's take ~3 s); the watcher's clock has them
 
 
-@dataclass(frozen=True)
-class Augment:
-    """`charjax.augment.AugmentConfig`'s fields, mirrored here so this process never imports
-    JAX (its import would count in torch's wall time); a test keeps them equal."""
-
-    strength: float = 1.0
-    rotate: float = 10.0
-    scale: float = 0.08
-    shear: float = 0.15
-    translate: float = 0.04
-    elastic: float = 0.025
-    elastic_sigma: float = 0.12
-    stroke: float = 0.5
-    blur: float = 0.3
-    noise: float = 0.05
-    invert: float = 0.0
-
-
-AUGMENT = Augment()
-_BLUR_SIGMA = (0.5, 1.2)  # charjax.augment._BLUR_SIGMA
+AUGMENT = AugmentConfig()  # charjax train's defaults: charjax.config is JAX-free
 
 
 def schedule(config: TrainConfig, total_steps: int, step: int) -> float:
@@ -140,7 +120,7 @@ def gaussian_blur(images, sigma):
     return images
 
 
-def augment(images, gen: torch.Generator, cfg: Augment = AUGMENT):
+def augment(images, gen: torch.Generator, cfg: AugmentConfig = AUGMENT):
     """Random distortions of float [B, 1, H, W] in [0, 1], as `charjax.augment.augment_batch`
     with the same parameter distributions (see the module docstring)."""
     if cfg.strength == 0:
@@ -182,7 +162,7 @@ def augment(images, gen: torch.Generator, cfg: Augment = AUGMENT):
         changed = x + (0.5 + 0.5 * u[:, 7])[:, None, None, None] * (changed - x)
         x = torch.where((u[:, 5] < cfg.stroke * p)[:, None, None, None], changed, x)
     if cfg.blur:
-        sigma = _BLUR_SIGMA[0] + (_BLUR_SIGMA[1] - _BLUR_SIGMA[0]) * u[:, 9]
+        sigma = BLUR_SIGMA[0] + (BLUR_SIGMA[1] - BLUR_SIGMA[0]) * u[:, 9]
         x = torch.where((u[:, 8] < cfg.blur * p)[:, None, None, None], gaussian_blur(x, sigma), x)
     if cfg.noise:
         std = (u[:, 10] * cfg.noise * s)[:, None, None, None]

@@ -20,74 +20,14 @@ fuse the warp's gathers into every filter tap and recompute them, 5-10x slower o
 
 import functools
 import math
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from charjax.errors import CharjaxError, check_range
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """How strongly to distort training images. Hashable, so it can be a static jit argument.
-
-    The default magnitudes suit glyphs cropped to the ink with preprocessing's default margin
-    (8% of the side): each geometric distortion at its extreme keeps even a corner of the ink
-    box on the canvas; only a rare draw near several extremes at once clips a pixel or two.
-
-    Attributes:
-      strength: global multiplier. Magnitudes scale with it and effect probabilities with
-        min(strength, 1), so the distribution changes continuously; 0 returns the input exactly.
-      rotate: maximum absolute rotation, in degrees.
-      scale: maximum relative change of size (+/-).
-      shear: maximum absolute horizontal shear (x shift per unit of y).
-      translate: maximum shift along each axis, as a fraction of the image side.
-      elastic: standard deviation of the elastic displacement of each pixel, as a fraction of
-        the image side (0.025 is 0.8 px at 32 px; Simard et al. used about 0.05, which bends
-        thin strokes of some letters into other letters).
-      elastic_sigma: smoothness of the elastic field: the gaussian's sigma as a fraction of
-        the side. Large values bend whole strokes, small ones make local wiggles.
-      stroke: probability of thickening (grey dilation) or thinning (grey erosion) the strokes,
-        each half of the time, with a 3x3 window blended in by a random amount in [0.5, 1].
-      blur: probability of a 3x3 gaussian blur with sigma uniform in [0.5, 1.2] pixels.
-      noise: maximum standard deviation of additive gaussian noise.
-      invert: probability of inverting the image (ink dark on bright). Zero by default because
-        preprocessing fixes the polarity; useful for models that must not rely on it.
-    """
-
-    strength: float = 1.0
-    rotate: float = 10.0
-    scale: float = 0.08
-    shear: float = 0.15
-    translate: float = 0.04
-    elastic: float = 0.025
-    elastic_sigma: float = 0.12
-    stroke: float = 0.5
-    blur: float = 0.3
-    noise: float = 0.05
-    invert: float = 0.0
-
-    def __post_init__(self):
-        for name in ("strength", "rotate", "scale", "shear", "translate", "elastic", "noise"):
-            check_range(f"augmentation {name}", getattr(self, name), 0)
-        for name in ("stroke", "blur", "invert"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise CharjaxError(
-                    f"augmentation {name} is a probability in [0, 1], got {getattr(self, name)}"
-                )
-        if not 0 < self.elastic_sigma <= 1:
-            raise CharjaxError(
-                f"augmentation elastic_sigma is a fraction of the side in (0, 1], "
-                f"got {self.elastic_sigma}"
-            )
-        if self.scale * self.strength >= 1:
-            raise CharjaxError("augmentation scale x strength must stay below 1")
-
-
-_BLUR_SIGMA = (0.5, 1.2)  # pixels; the centre tap keeps 79% to 41% of the weight per axis
-
+# The config is JAX-free (benchmarks' torch twin reads it without importing JAX); this module
+# is where it is used.
+from charjax.config import BLUR_SIGMA, AugmentConfig
 
 # One uniform draw per random parameter of an example. Drawing them all at once keeps the
 # compiled graph small (every random call is its own loop on CPU), and a fixed position per
@@ -154,7 +94,7 @@ def _sample(key, h: int, w: int, cfg: AugmentConfig) -> dict[str, jax.Array]:
         "stroke_sign": jnp.where(u["stroke_sign"] < 0.5, 1.0, -1.0),
         "stroke_amount": 0.5 + 0.5 * u["stroke_amount"],
         "blur": u["blur"] < cfg.blur * p,
-        "blur_sigma": _BLUR_SIGMA[0] + (_BLUR_SIGMA[1] - _BLUR_SIGMA[0]) * u["blur_sigma"],
+        "blur_sigma": BLUR_SIGMA[0] + (BLUR_SIGMA[1] - BLUR_SIGMA[0]) * u["blur_sigma"],
         "invert": u["invert"] < cfg.invert * p,
     }
     if cfg.noise:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from charjax.backend import DTYPES
-from charjax.errors import CharjaxError
+from charjax.errors import CharjaxError, check_range
 from charjax.preprocess import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 SCHEDULES = ("cosine", "constant")
@@ -163,3 +163,63 @@ class TrainConfig:
             if a != b and f.name not in RESUMABLE_CHANGES:
                 out.append(f"{f.name}: {a!r} -> {b!r}")
         return out
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """How strongly to distort training images. Hashable, so it can be a static jit argument.
+
+    The default magnitudes suit glyphs cropped to the ink with preprocessing's default margin
+    (8% of the side): each geometric distortion at its extreme keeps even a corner of the ink
+    box on the canvas; only a rare draw near several extremes at once clips a pixel or two.
+
+    Attributes:
+      strength: global multiplier. Magnitudes scale with it and effect probabilities with
+        min(strength, 1), so the distribution changes continuously; 0 returns the input exactly.
+      rotate: maximum absolute rotation, in degrees.
+      scale: maximum relative change of size (+/-).
+      shear: maximum absolute horizontal shear (x shift per unit of y).
+      translate: maximum shift along each axis, as a fraction of the image side.
+      elastic: standard deviation of the elastic displacement of each pixel, as a fraction of
+        the image side (0.025 is 0.8 px at 32 px; Simard et al. used about 0.05, which bends
+        thin strokes of some letters into other letters).
+      elastic_sigma: smoothness of the elastic field: the gaussian's sigma as a fraction of
+        the side. Large values bend whole strokes, small ones make local wiggles.
+      stroke: probability of thickening (grey dilation) or thinning (grey erosion) the strokes,
+        each half of the time, with a 3x3 window blended in by a random amount in [0.5, 1].
+      blur: probability of a 3x3 gaussian blur with sigma uniform in [0.5, 1.2] pixels.
+      noise: maximum standard deviation of additive gaussian noise.
+      invert: probability of inverting the image (ink dark on bright). Zero by default because
+        preprocessing fixes the polarity; useful for models that must not rely on it.
+    """
+
+    strength: float = 1.0
+    rotate: float = 10.0
+    scale: float = 0.08
+    shear: float = 0.15
+    translate: float = 0.04
+    elastic: float = 0.025
+    elastic_sigma: float = 0.12
+    stroke: float = 0.5
+    blur: float = 0.3
+    noise: float = 0.05
+    invert: float = 0.0
+
+    def __post_init__(self):
+        for name in ("strength", "rotate", "scale", "shear", "translate", "elastic", "noise"):
+            check_range(f"augmentation {name}", getattr(self, name), 0)
+        for name in ("stroke", "blur", "invert"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise CharjaxError(
+                    f"augmentation {name} is a probability in [0, 1], got {getattr(self, name)}"
+                )
+        if not 0 < self.elastic_sigma <= 1:
+            raise CharjaxError(
+                f"augmentation elastic_sigma is a fraction of the side in (0, 1], "
+                f"got {self.elastic_sigma}"
+            )
+        if self.scale * self.strength >= 1:
+            raise CharjaxError("augmentation scale x strength must stay below 1")
+
+
+BLUR_SIGMA = (0.5, 1.2)  # pixels; the centre tap keeps 79% to 41% of the weight per axis

@@ -1,4 +1,6 @@
 import functools
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -168,3 +170,14 @@ def test_invalid_config():
         AugmentConfig(rotate=-1.0)
     with pytest.raises(CharjaxError, match="elastic_sigma"):
         AugmentConfig(elastic_sigma=0.0)
+
+
+def test_configs_and_data_sources_import_without_jax():
+    # The torch twin (benchmarks/torch_train.py) reads AugmentConfig and TrainConfig, and the
+    # data workers render fonts and handwriting: none of them should pay for JAX's import.
+    code = (
+        "import sys, charjax.config, charjax.data.fonts, charjax.data.handwriting\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax', 'optax')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
