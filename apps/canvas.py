@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
-from PySide6.QtCore import QPointF, QRect, QSize, Qt, Signal
+from PySide6.QtCore import QPointF, QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
@@ -229,3 +229,21 @@ def _painter(device):
         yield painter
     finally:
         painter.end()
+
+
+def call_while_drawing(canvas: Canvas, interval_ms: int, callback) -> QTimer:
+    """Calls `callback()` when `canvas` changes: at most every `interval_ms` while the pen
+    moves (a model call per mouse event would queue up behind a slow one), and at once when a
+    stroke ends. Returns the timer (owned by the canvas)."""
+    timer = QTimer(canvas, singleShot=True, interval=interval_ms)
+    timer.timeout.connect(callback)
+
+    def changed(finished: bool) -> None:
+        if finished:
+            timer.stop()
+            callback()
+        elif not timer.isActive():
+            timer.start()
+
+    canvas.changed.connect(changed)
+    return timer

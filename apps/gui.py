@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence, QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QApplication,
@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from charjax.apps.canvas import Canvas
+from charjax.apps.canvas import Canvas, call_while_drawing
 from charjax.apps.display import display_problem
 from charjax.apps.files import bundled_model, newest_run, save_sample
 from charjax.apps.line import LineWindow
@@ -102,9 +102,9 @@ class MainWindow(QMainWindow):
         self._build_layout()
         self._build_menus()
 
-        self._throttle = QTimer(self, singleShot=True, interval=THROTTLE_MS)
-        self._throttle.timeout.connect(self.request_prediction)
-        self.canvas.changed.connect(self._on_drawing_changed)
+        # "Draw a character first" and the like are stale once the drawing changes.
+        self.canvas.changed.connect(self.statusBar().clearMessage)
+        call_while_drawing(self.canvas, THROTTLE_MS, self.request_prediction)
 
         self.service = PredictionService(self)
         self.service.ready.connect(self._on_ready)
@@ -280,14 +280,6 @@ class MainWindow(QMainWindow):
             self.resize(self.width(), height)
 
     # --- drawing -> prediction ------------------------------------------------------------
-
-    def _on_drawing_changed(self, finished: bool) -> None:
-        self.statusBar().clearMessage()  # "draw a character first" is stale once one is
-        if finished:
-            self._throttle.stop()
-            self.request_prediction()
-        elif not self._throttle.isActive():
-            self._throttle.start()
 
     def request_prediction(self) -> None:
         """Sends the canvas as it is now to the worker (or shows the blank state)."""

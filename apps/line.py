@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QFont, QKeySequence, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QPushButton, QVBoxLayout, QWidget
 
-from charjax.apps.canvas import Canvas, array_to_qimage
+from charjax.apps.canvas import Canvas, array_to_qimage, call_while_drawing
 from charjax.apps.panels import CharsetChooser
 from charjax.apps.worker import PredictionService
 from charjax.labels import CLASSES, parse_charset
@@ -72,9 +72,7 @@ class LineWindow(QMainWindow):
         self.charset = CharsetChooser()
         self._build_layout()
 
-        self._throttle = QTimer(self, singleShot=True, interval=THROTTLE_MS)
-        self._throttle.timeout.connect(self.request_reading)
-        self.canvas.changed.connect(self._on_drawing_changed)
+        call_while_drawing(self.canvas, THROTTLE_MS, self.request_reading)
         # A line is read in batches of cut hypotheses: compile their bucket sizes up front.
         self.service = PredictionService(self, answer=read_drawing, warmup=BUCKETS[:3])
         self.service.ready.connect(lambda source, spec: self._on_ready(source))
@@ -118,13 +116,6 @@ class LineWindow(QMainWindow):
 
     def _on_failed(self, message: str, kept: str) -> None:
         self.text.setText(f"Cannot use this model: {message}")
-
-    def _on_drawing_changed(self, finished: bool) -> None:
-        if finished:
-            self._throttle.stop()
-            self.request_reading()
-        elif not self._throttle.isActive():
-            self._throttle.start()
 
     def request_reading(self) -> None:
         """Sends the canvas as it is now to the worker (or shows the empty state)."""
