@@ -23,7 +23,7 @@ from charjax.checkpoint import find_checkpoint
 from charjax.data.cache import SPLITS, load_cache
 from charjax.data.folder import read_folder
 from charjax.evaluate import accuracy_report
-from charjax.labels import CLASSES, FOLD_TABLE
+from charjax.labels import CLASSES, FOLD_TABLE, parse_charset, restrict
 from charjax.predict import PRETRAINED_DIR, Predictor
 from charjax.preprocess import load_image
 from charjax.viz.report import confused_pairs
@@ -138,7 +138,7 @@ def writer_sets(predictor: Predictor, writers) -> dict[str, dict]:
     probs = predictor.probabilities(np.asarray(cache.images[test]))
     labels = np.asarray(cache.labels[test])
     digits = labels < 10
-    restricted = probs[digits][:, :10].argmax(axis=1)  # CLASSES starts with 0-9
+    restricted = restrict(probs[digits], parse_charset("digits")).argmax(axis=1)
     return {
         "held-out writers": _summary(probs, labels),
         "held-out writers, digits": {
