@@ -26,7 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from charjax.data.line_data import MARGIN, line_box, line_scale
+from charjax.errors import CharjaxError
 from charjax.labels import CLASSES, parse_charset, restrict
+from charjax.line_model import LineModel, LineRead, load_line_model
+from charjax.models.line import STRIDE
 from charjax.preprocess import NO_INK, has_ink, load_image, preprocess
 from charjax.read_context import (
     LineGeometry,
@@ -45,6 +49,11 @@ from charjax.segment import (
     piece_rows,
     text_ink,
 )
+
+ENGINES = ("lines", "glyphs")
+DEFAULT_ENGINE = "glyphs"
+# A line model reads case from the whole line; it measures no geometry of its own.
+_NO_GEOMETRY = LineGeometry(None, None, None, 0.0)
 
 
 @dataclass(frozen=True)
@@ -155,10 +164,17 @@ class Reader:
         digits or upper, or characters and ranges such as 0-9A-F); None reads all 62.
     """
 
-    def __init__(self, predictor, config: ReadConfig = ReadConfig(), charset: str | None = None):
+    def __init__(
+        self,
+        predictor,
+        config: ReadConfig = ReadConfig(),
+        charset: str | None = None,
+        lines: LineModel | None = None,
+    ):
         self.predictor = predictor
         self.config = config
         self.allowed = None if charset is None else parse_charset(charset)
+        self.lines = lines
 
     def read(self, image) -> Reading:
         """Reads one image: a PIL image, an array, or a file path."""
@@ -179,6 +195,10 @@ class Reader:
             return Reading("", note="no text found: the image has the soft tones of a photo, "
                                     "not the sharp edges of ink")  # fmt: skip
         bands = find_lines(mask)
+        if self.lines is not None:
+            reads = self.lines.read([ink[top:bottom] for top, bottom in bands], self.allowed)
+            pairs = zip(bands, reads, strict=True)
+            return self._finish([self._read_band(ink[t:b], t, r, scale) for (t, b), r in pairs])
         groups = [find_groups(mask, top, bottom, cfg.segment) for top, bottom in bands]
         hyps = self._hypotheses(groups, ink)
         probs = self.predictor.probabilities(
@@ -196,13 +216,36 @@ class Reader:
                 k += 1
             if chosen:
                 lines.append(self._line(chosen, probs, scale))
+        return self._finish(lines)
+
+    def _finish(self, lines: list) -> Reading:
+        lines = [line for line in lines if line.glyphs]
         if not lines:
             return Reading("", note="no text found")
         confidence = np.mean([g.probs[0] for line in lines for g in line.glyphs])
-        if confidence < cfg.min_confidence:
+        if confidence < self.config.min_confidence:
             return Reading("", note=f"no text found: the marks do not look like characters "
                                     f"(mean confidence {confidence:.0%})")  # fmt: skip
         return Reading("\n".join(line.text for line in lines), tuple(lines))
+
+    def _read_band(self, band: np.ndarray, top: int, read: LineRead, scale: float) -> TextLine:
+        """A TextLine of the line model's reading of one band; each glyph's box spans the
+        columns of the output steps it was read at, and the band's ink rows."""
+        box = line_box(band) or (0, 0, band.shape[1], band.shape[0])
+        per_step = STRIDE / line_scale(box)  # image columns per output step
+        glyphs = []
+        for char, (first, last), row in zip(read.text, read.steps, read.probs, strict=True):
+            if char == " ":
+                continue
+            x0 = box[0] + max(0.0, first * per_step - MARGIN * per_step / STRIDE)
+            x1 = min(box[2], box[0] + (last + 1) * per_step - MARGIN * per_step / STRIDE)
+            order = np.argsort(-row, kind="stable")[: self.config.top_k]
+            scaled = tuple(int(round(v * scale)) for v in (x0, top + box[1], x1, top + box[3]))
+            glyphs.append(Glyph(char, scaled, tuple(CLASSES[j] for j in order),
+                                tuple(float(row[j]) for j in order)))  # fmt: skip
+        x0, y0, x1, y1 = (int(round(v * scale)) for v in (box[0], top + box[1], box[2],
+                                                          top + box[3]))  # fmt: skip
+        return TextLine(read.text.strip(), (x0, y0, x1, y1), tuple(glyphs), _NO_GEOMETRY)
 
     def _hypotheses(self, groups: list[list[Group]], ink: np.ndarray) -> _Hypotheses:
         """The glyph hypotheses of every group: each slice between its cuts, and each run of
@@ -273,3 +316,15 @@ class Reader:
         y1 = max(b[3] for b in boxes)
         box = tuple(int(round(v * scale)) for v in (x0, y0, x1, y1))
         return TextLine(text, box, tuple(glyphs), geometry)
+
+
+def make_reader(checkpoint=None, charset: str | None = None, engine: str = DEFAULT_ENGINE,
+                lines_model=None) -> Reader:  # fmt: skip
+    """A Reader with the classifier at `checkpoint` (None: the bundled one) and, for the
+    "lines" engine, the line model at `lines_model` (None: the bundled one)."""
+    from charjax.predict import load  # predict imports this module
+
+    if engine not in ENGINES:
+        raise CharjaxError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    lines = load_line_model(lines_model) if engine == "lines" else None
+    return Reader(load(checkpoint), charset=charset, lines=lines)

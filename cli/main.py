@@ -19,6 +19,7 @@ from charjax.cli.models import models
 from charjax.cli.predict import predict
 from charjax.cli.read import read
 from charjax.cli.train import train
+from charjax.cli.train_lines import train_lines
 from charjax.errors import CharjaxError, CharjaxWarning, error_chain
 
 
@@ -37,6 +38,7 @@ def cli():
 
 cli.add_command(data)
 cli.add_command(train)
+cli.add_command(train_lines)
 cli.add_command(evaluate)
 cli.add_command(predict)
 cli.add_command(export)

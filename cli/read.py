@@ -7,8 +7,7 @@ import click
 from charjax.cli.many_files import fail_if_unreadable, report_unreadable
 from charjax.cli.options import bundled_checkpoint_option, charset_option
 from charjax.errors import CharjaxError
-from charjax.predict import load
-from charjax.read import Reader
+from charjax.read import DEFAULT_ENGINE, ENGINES, make_reader
 from charjax.viz.reading import save_reading_picture
 
 
@@ -22,8 +21,22 @@ from charjax.viz.reading import save_reading_picture
     help="Write a picture of the boxes and the reading over the image (one IMAGE only).",
 )
 @charset_option("Read only these characters: {sets}.")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default=DEFAULT_ENGINE,
+    show_default=True,
+    help="lines: a line model reads each line whole (CTC); glyphs: the line is cut into "
+    "glyphs that the classifier reads, case and look-alikes settled from the line.",
+)
+@click.option(
+    "--lines-model",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="A line model directory (`charjax train-lines`) [default: the bundled one].",
+)
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-def read(checkpoint, as_json, show, charset, images):
+def read(checkpoint, as_json, show, charset, engine, lines_model, images):
     """Read the words and lines of text in each IMAGE.
 
     Spaces come from the gaps between glyphs; lines are joined by newlines. An image with no
@@ -34,10 +47,11 @@ def read(checkpoint, as_json, show, charset, images):
     Example:
       charjax read note.png
       charjax read --json --show boxes.png label.jpg
+      charjax read --engine glyphs --charset digits meter.png
     """
     if show and len(images) != 1:
         raise CharjaxError("--show draws one reading; give one IMAGE with it")
-    reader = Reader(load(checkpoint), charset=charset)
+    reader = make_reader(checkpoint, charset, engine, lines_model)
     failed = 0
     for path in images:
         try:

@@ -126,18 +126,24 @@ def _usable(face: Face) -> bool:
 
 
 @functools.cache
-def faces_for(kind: str) -> tuple[Face, ...]:
-    """Usable faces for `kind`: the test-split printed families for "print", the cursive
-    families for "script"."""
+def faces_for(kind: str, split: str = "test") -> tuple[Face, ...]:
+    """Usable faces for `kind`: for "print", the printed families `font_split` puts in
+    `split` (the test split by default: the classifier never saw them); for "script", the
+    cursive families; for "hand-print", the handwriting families of `split` that do not join."""
     faces = _installed_faces()
+    script = tuple(s.lower() for s in SCRIPT_FAMILIES)
     if kind == "script":
-        script = tuple(s.lower() for s in SCRIPT_FAMILIES)
         chosen = [f for f in faces if f.family.lower().startswith(script)]
     else:
         hand = tuple(h.lower() for h in fonts.HANDWRITING_FAMILIES)
         plan = split_faces([f.family for f in faces], [f.name for f in faces])
-        test = set(plan.families_in("test"))
-        chosen = [f for f in faces if f.family in test and not f.family.lower().startswith(hand)]
+        families = set(plan.families_in(split))
+        chosen = [f for f in faces if f.family in families]
+        if kind == "hand-print":
+            chosen = [f for f in chosen if f.family.lower().startswith(hand)
+                      and not f.family.lower().startswith(script)]  # fmt: skip
+        else:
+            chosen = [f for f in chosen if not f.family.lower().startswith(hand)]
     return tuple(f for f in chosen if _usable(f))
 
 
@@ -151,13 +157,15 @@ def render_print(text: str, face: Face, px: int) -> np.ndarray:
     return np.asarray(image)
 
 
-def test_writers(options: HandwritingOptions | None = None) -> list[Writer]:
+def writers_of(split: str = "test", options: HandwritingOptions | None = None) -> list[Writer]:
     """The writers the handwriting dataset (built with `options`, default the defaults)
-    keeps for its test split: none of them taught a model trained on it."""
+    puts in `split`: the test writers taught no model trained on it."""
     options = options or HandwritingOptions()
-    split = split_writers(options.writers, options.val_fraction, options.test_fraction,
-                          options.seed)  # fmt: skip
-    return [sample_writer(writer_rng(options.seed, int(w))) for w in np.flatnonzero(split == 2)]
+    index = ("train", "val", "test").index(split)
+    assignment = split_writers(options.writers, options.val_fraction, options.test_fraction,
+                               options.seed)  # fmt: skip
+    return [sample_writer(writer_rng(options.seed, int(w)))
+            for w in np.flatnonzero(assignment == index)]  # fmt: skip
 
 
 def _connector(start: np.ndarray, end: np.ndarray, baseline: float, step: float) -> np.ndarray:
@@ -225,7 +233,7 @@ def make_line_set(
 
     Args:
       faces: fonts to draw print and script lines with; default `faces_for(kind)`.
-      writers: synthetic writers of hand and joined lines; default `test_writers()`.
+      writers: synthetic writers of hand and joined lines; default `writers_of("test")`.
       px: range of font sizes in pixels (cap height is about 0.7 of it); written lines are
         scaled to the same range.
       tokens: range of tokens per line.
@@ -234,7 +242,7 @@ def make_line_set(
         raise ValueError(f"unknown line kind {kind!r}; choose one of {', '.join(KINDS)}")
     written = kind in ("hand", "joined")
     if written:
-        writers = list(writers if writers is not None else test_writers())
+        writers = list(writers if writers is not None else writers_of("test"))
     else:
         faces = list(faces if faces is not None else faces_for(kind))
         # A family at random, then a face of it: families with many faces do not dominate.

@@ -1,0 +1,213 @@
+"""Training the line model (`charjax.models.line.LineNet`) with a CTC loss.
+
+    cache = build_line_cache(...)                      # charjax.data.line_data
+    train_lines(LineTrainConfig(steps=8000), cache, "runs/lines")
+
+Batches hold lines of similar width: each is padded to the next of `WIDTHS` (a handful of
+compiled shapes instead of one per line), and the output steps past a line's own width are
+CTC padding, so the padding teaches nothing. The step is pure and jitted with the state
+donated, the batch sharded over the "data" axis of the device mesh, as the glyph trainer does.
+"""
+
+import functools
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from charjax import parallel
+from charjax.data.line_data import (
+    LINE_HEIGHT,
+    MAX_WIDTH,
+    VERSION,
+    LineDataOptions,
+    build_line_cache,
+    decode,
+)
+from charjax.data.lines import char_errors
+from charjax.data.sources import cache_root
+from charjax.line_model import greedy_decode, save_line_model
+from charjax.models.line import STRIDE, LineNet
+from charjax.step import TrainState
+
+WIDTHS = (128, 256, 384, MAX_WIDTH)
+
+
+@dataclass(frozen=True)
+class LineTrainConfig:
+    """How a line model trains; all defaults live here.
+
+    Attributes:
+      steps: optimizer steps.
+      batch_size: lines per step (a multiple of the device count).
+      lr: peak learning rate of the warmup-cosine schedule; warmup: its warmup steps.
+      weight_decay: AdamW's decoupled weight decay.
+      eval_every: steps between measurements of the validation character error rate.
+      seed: seeds the initialisation, batches and augmentation.
+    """
+
+    steps: int = 8000
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup: int = 300
+    weight_decay: float = 1e-4
+    eval_every: int = 500
+    seed: int = 0
+
+
+def _augment(key, images):
+    """Per line: ink strength 0.55-1, a vertical shift of up to 2 rows, a little noise.
+
+    images: float32 [B, H, W] ink in [0, 1] -> the same shape."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    b = images.shape[0]
+    gain = jax.random.uniform(k1, (b, 1, 1), minval=0.55, maxval=1.0)
+    shift = jax.random.randint(k2, (b,), -2, 3)
+    shifted = jax.vmap(lambda im, s: jnp.roll(im, s, axis=0))(images, shift)
+    noise = 0.04 * jax.random.normal(k3, images.shape)
+    return jnp.clip(shifted * gain + jnp.abs(noise) * (shifted > 0), 0.0, 1.0)
+
+
+def ctc_inputs(logits, widths, labels, lengths):
+    """The paddings optax.ctc_loss takes: output steps past each line's width, label slots
+    past each text's length (1.0 = padding)."""
+    steps = jnp.arange(logits.shape[1])[None, :]
+    logit_paddings = (steps >= -(-widths[:, None] // STRIDE)).astype(jnp.float32)
+    label_paddings = jnp.arange(labels.shape[1])[None, :] >= lengths[:, None]
+    return logit_paddings, label_paddings.astype(jnp.float32)
+
+
+def train_step(state: TrainState, batch: dict, *, schedule) -> tuple[TrainState, dict]:
+    """One step on a batch {"image": uint8 [B, 32, W], "width", "label" [B, L], "length"}."""
+    key = jax.random.fold_in(state.rng, state.step)
+    x = _augment(key, batch["image"].astype(jnp.float32) / 255.0)[..., None]  # [B, 32, W, 1]
+
+    def loss_fn(params):
+        logits = state.apply_fn({"params": params}, x)  # [B, W/4, K]
+        pads = ctc_inputs(logits, batch["width"], batch["label"], batch["length"])
+        per_line = optax.ctc_loss(logits, pads[0], batch["label"], pads[1])
+        # Per character, so long and short lines weigh alike per character.
+        return jnp.sum(per_line) / jnp.maximum(jnp.sum(batch["length"]), 1)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                          opt_state=opt_state)  # fmt: skip
+    return state, {"loss": loss, "lr": schedule(state.step), "grad_norm": optax.tree.norm(grads)}
+
+
+def create_state(config: LineTrainConfig, model: LineNet, schedule) -> TrainState:
+    init_key, rng = jax.random.split(jax.random.PRNGKey(config.seed))
+    params = model.init(init_key, jnp.zeros((1, LINE_HEIGHT, WIDTHS[0], 1)))["params"]
+    tx = optax.adamw(schedule, weight_decay=config.weight_decay)
+    return TrainState(step=jnp.int32(0), params=params, batch_stats={}, opt_state=tx.init(params),
+                      rng=jax.random.key_data(rng), apply_fn=model.apply, tx=tx)  # fmt: skip
+
+
+def _bucket_of(widths: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.asarray(WIDTHS), widths)
+
+
+def batches(cache: dict, rows: np.ndarray, batch_size: int, seed: int):
+    """Endless batches of `rows` of the cache, each from one width bucket, padded to it."""
+    rng = np.random.default_rng(seed)
+    bucket = _bucket_of(cache["widths"][rows])
+    members = [rows[bucket == k] for k in range(len(WIDTHS))]
+    weights = np.array([len(m) for m in members], np.float64)
+    while True:
+        k = int(rng.choice(len(WIDTHS), p=weights / weights.sum()))
+        pick = np.sort(rng.choice(members[k], batch_size, replace=len(members[k]) < batch_size))
+        yield _batch(cache, pick, WIDTHS[k])
+
+
+def _batch(cache: dict, pick: np.ndarray, width: int) -> dict:
+    return {"image": np.ascontiguousarray(cache["images"][pick, :, :width]),
+            "width": cache["widths"][pick], "label": cache["labels"][pick],
+            "length": cache["lengths"][pick]}  # fmt: skip
+
+
+def char_error_rate(logits_fn, params, cache: dict, rows: np.ndarray, chunk: int = 64) -> float:
+    """Edits per character of the greedy CTC readings of `rows` against their texts.
+
+    logits_fn: jitted (params, float32 [B, 32, W, 1]) -> logits; chunks are padded to `chunk`
+    rows, so it compiles once per width bucket."""
+    errors = chars = 0
+    bucket = _bucket_of(cache["widths"][rows])
+    for k, width in enumerate(WIDTHS):
+        members = rows[bucket == k]
+        for start in range(0, len(members), chunk):
+            pick = members[start : start + chunk]
+            x = np.zeros((chunk, LINE_HEIGHT, width, 1), np.float32)
+            x[: len(pick), ..., 0] = cache["images"][pick, :, :width] / 255.0
+            logits = np.asarray(logits_fn(params, x))
+            for i, row in enumerate(pick):
+                got = greedy_decode(logits[i], int(cache["widths"][row]))[0]
+                want = decode(cache["labels"][row][: cache["lengths"][row]])
+                errors, chars = errors + char_errors(got, want), chars + len(want)
+    return errors / max(chars, 1)
+
+
+def train_lines(config: LineTrainConfig, cache: dict, workdir, *, progress=True, echo=print):
+    """Trains a LineNet on the cache's train lines; saves it to WORKDIR/model (the best by
+    validation CER) and logs to WORKDIR/metrics.jsonl. Returns the summary dict."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    mesh = parallel.make_mesh()
+    parallel.check_batch_size(config.batch_size, mesh)
+    model = LineNet()
+    warmup = min(config.warmup, config.steps // 2)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, config.lr, warmup, config.steps)
+    state = jax.device_put(create_state(config, model, schedule), parallel.replicated(mesh))
+    repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
+    step_fn = jax.jit(functools.partial(train_step, schedule=schedule),
+                      in_shardings=(repl, sharded), out_shardings=(repl, repl),
+                      donate_argnums=0)  # fmt: skip
+    logits_fn = jax.jit(lambda p, x: model.apply({"params": p}, x))
+    train_rows = np.flatnonzero(cache["splits"] == 0)
+    val_rows = np.flatnonzero(cache["splits"] == 1)
+    data = batches(cache, train_rows, config.batch_size, config.seed)
+    best, started, log = None, time.time(), []
+    bar = tqdm(range(config.steps), desc="train lines", disable=not progress)
+    for step in bar:
+        state, metrics = step_fn(state, parallel.put_batch(next(data), mesh))
+        last = step + 1 == config.steps
+        if (step + 1) % config.eval_every and not last:
+            continue
+        cer = char_error_rate(logits_fn, state.params, cache, val_rows)
+        record = {"step": step + 1, "loss": float(metrics["loss"]), "val_cer": cer,
+                  "seconds": round(time.time() - started, 1)}  # fmt: skip
+        log.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.3f}", val_cer=f"{cer:.2%}")
+        if best is None or cer <= best["val_cer"]:
+            best = record
+            meta = {"train": asdict(config), "val_cer": cer, "step": step + 1}
+            save_line_model(workdir / "model", jax.device_get(state.params), meta, model)
+    (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    echo(f"best validation CER {best['val_cer']:.2%} at step {best['step']}; "
+         f"saved {workdir / 'model'}")  # fmt: skip
+    return {"best": best, "log": log}
+
+
+def default_cache_dir(options: LineDataOptions) -> Path:
+    """Where `charjax train-lines` keeps the line cache of `options` by default (in the
+    datasets' `cache_root`): keyed by the
+    options and the cache version, so a change of either renders anew."""
+    key = hashlib.sha256(json.dumps([VERSION, asdict(options)]).encode()).hexdigest()[:12]
+    return cache_root() / f"lines-{key}"
+
+
+def run_line_training(workdir, config: LineTrainConfig, options: LineDataOptions,
+                      cache_dir=None, *, progress=True, echo=print) -> dict:  # fmt: skip
+    """Renders the line cache (unless it is there already) and trains a line model on it."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(options)
+    echo(f"line cache: {cache_dir}")
+    with tqdm(total=options.lines, desc="render lines", disable=not progress) as bar:
+        cache = build_line_cache(cache_dir, options, progress=bar.update)
+    return train_lines(config, cache, workdir, progress=progress, echo=echo)

@@ -1,0 +1,36 @@
+"""`charjax train-lines`: train the line model that `charjax read --engine lines` uses."""
+
+import click
+
+from charjax.data.line_data import LineDataOptions
+from charjax.line_train import LineTrainConfig, run_line_training
+
+
+@click.command("train-lines")
+@click.option("--workdir", required=True, type=click.Path(file_okay=False),
+              help="Where the model (WORKDIR/model) and metrics.jsonl go.")  # fmt: skip
+@click.option("--steps", default=LineTrainConfig.steps, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=LineTrainConfig.batch_size, show_default=True,
+              type=click.IntRange(1))  # fmt: skip
+@click.option("--lr", default=LineTrainConfig.lr, show_default=True, type=click.FloatRange(0))
+@click.option("--lines", default=LineDataOptions.lines, show_default=True,
+              type=click.IntRange(10), help="Lines to render for training.")  # fmt: skip
+@click.option("--cache", default=None, type=click.Path(file_okay=False),
+              help="Line cache directory [default: in the dataset cache].")  # fmt: skip
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def train_lines(workdir, steps, batch_size, lr, lines, cache, seed, no_progress):
+    """Train a line model: a convolutional network read out with CTC, on lines rendered from
+    the train-split fonts and the handwriting synthesis's train writers.
+
+    It reads a whole line at once, so joined script needs no cutting into glyphs and case
+    comes from the line. The lines are rendered once into a cache (a few minutes on 2 cores).
+
+    \b
+    Example:
+      charjax train-lines --workdir runs/lines --steps 8000
+      charjax read --engine lines --lines-model runs/lines/model note.png
+    """
+    config = LineTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    options = LineDataOptions(lines=lines, seed=seed)
+    run_line_training(workdir, config, options, cache, progress=not no_progress, echo=click.echo)

@@ -1,0 +1,121 @@
+"""The line model: its input, its CTC training step, decoding, saving and loading."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from charjax.data.line_data import (
+    ALPHABET,
+    LINE_HEIGHT,
+    MARGIN,
+    decode,
+    encode,
+    line_box,
+    normalize_line,
+)
+from charjax.errors import CharjaxError
+from charjax.labels import CLASSES
+from charjax.line_model import LineModel, greedy_decode, save_line_model
+from charjax.line_train import LineTrainConfig, create_state, train_step
+from charjax.models.line import STRIDE, LineNet
+
+SMALL = LineNet(channels=(4, 8, 8, 8), width=16, dilations=(1, 2))
+
+
+def test_texts_encode_to_labels_and_back():
+    text = "Oxygen 2024 B8M5Z"
+    labels = encode(text)
+    assert labels.min() >= 1 and labels.max() == len(ALPHABET)
+    assert decode(np.concatenate([labels, [0, 0]])) == text
+
+
+def test_encode_refuses_characters_outside_the_classes():
+    with pytest.raises(CharjaxError, match="'-'"):
+        encode("12-03")
+
+
+def test_normalize_line_scales_the_ink_box_to_the_line_height_keeping_its_aspect():
+    ink = np.zeros((100, 400), np.float32)
+    ink[20:60, 50:250] = 1.0  # a 40 x 200 box of ink
+    line = normalize_line(ink)
+    inner = LINE_HEIGHT - 2 * MARGIN
+    assert line.shape == (LINE_HEIGHT, 5 * inner + 2 * MARGIN)
+    assert line_box(line) == (MARGIN, MARGIN, MARGIN + 5 * inner, MARGIN + inner)
+    assert line[LINE_HEIGHT // 2, LINE_HEIGHT].item() == pytest.approx(1.0, abs=0.01)
+
+
+def test_normalize_line_of_a_blank_band_is_empty_ink():
+    assert not normalize_line(np.zeros((10, 30), np.float32)).any()
+
+
+def _logits(path: list[int], k: int = len(ALPHABET) + 1) -> np.ndarray:
+    out = np.full((len(path), k), -5.0, np.float32)
+    out[np.arange(len(path)), path] = 5.0
+    return out
+
+
+def test_greedy_decode_merges_repeats_and_drops_blanks_and_padding():
+    a, b = ALPHABET.index("a") + 1, ALPHABET.index("b") + 1
+    # a a _ a b b _ | then padding steps past the line's width that would read "b"
+    logits = _logits([a, a, 0, a, b, b, 0, b, b])
+    text, spans = greedy_decode(logits, width=7 * STRIDE)
+    assert text == "aab"
+    assert spans == [(0, 1), (3, 3), (4, 5)]
+
+
+def test_greedy_decode_reads_only_the_allowed_classes():
+    o, zero = ALPHABET.index("O") + 1, ALPHABET.index("0") + 1
+    logits = _logits([o, 0])
+    logits[0, zero] = 4.0  # the digit is the runner-up
+    assert greedy_decode(logits, 2 * STRIDE)[0] == "O"
+    assert greedy_decode(logits, 2 * STRIDE, allowed=np.arange(10))[0] == "0"
+
+
+def test_train_step_learns_a_batch_of_lines():
+    # Two "lines": a bar and a box, labelled "l" and "o"; the CTC loss on them must fall.
+    images = np.zeros((2, LINE_HEIGHT, 32), np.uint8)
+    images[0, 4:28, 8:11] = 255
+    images[1, 10:28, 8:24] = 255
+    images[1, 13:25, 11:21] = 0
+    batch = {
+        "image": jnp.asarray(images),
+        "width": jnp.array([32, 32]),
+        "label": jnp.array([[encode("l")[0], 0], [encode("o")[0], 0]]),
+        "length": jnp.array([1, 1]),
+    }
+    config = LineTrainConfig(steps=60, lr=1e-2, warmup=1)
+    schedule = optax.constant_schedule(config.lr)
+    state = create_state(config, SMALL, schedule)
+    step = jax.jit(lambda s, b: train_step(s, b, schedule=schedule))
+    losses = []
+    for _ in range(config.steps):
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"]))
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+
+
+def test_saved_line_model_loads_and_gives_the_same_logits(tmp_path):
+    params = SMALL.init(jax.random.PRNGKey(1), jnp.zeros((1, LINE_HEIGHT, 128, 1)))["params"]
+    save_line_model(tmp_path / "m", params, {"val_cer": 0.5}, SMALL)
+    loaded = LineModel.load(tmp_path / "m")
+    x = np.random.default_rng(0).random((1, LINE_HEIGHT, 128, 1), np.float32)
+    want = SMALL.apply({"params": params}, x)
+    np.testing.assert_allclose(loaded.model.apply({"params": loaded.params}, x), want, atol=1e-6)
+    assert loaded.meta["val_cer"] == 0.5
+    ink = np.zeros((40, 200), np.float32)
+    ink[10:30, 20:180:9] = 1.0
+    (read,) = loaded.read([ink])
+    assert read.probs.shape == (len(read.text), len(CLASSES))
+
+
+def test_loading_something_else_as_a_line_model_says_what_is_wrong(tmp_path):
+    with pytest.raises(CharjaxError, match="not a charjax line model"):
+        LineModel.load(tmp_path)
+    (tmp_path / "meta.json").write_text(json.dumps({"kind": "classifier"}))
+    with pytest.raises(CharjaxError, match="no line kind"):
+        LineModel.load(tmp_path)
