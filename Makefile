@@ -66,5 +66,17 @@ pretrained: setup
 	$(PY) -m tools.bundle --run $(PRETRAINED_WORK)/run --fonts $(PRETRAINED_WORK)/fonts \
 		--drawn $(PRETRAINED_WORK)/drawn --json $(PRETRAINED_WORK)/numbers.json
 
+# The bundled line model, charjax/pretrained/lines/ (MODEL_CARD.md, "Line model"): 24,000
+# lines rendered from the train-split fonts and the synthetic train writers, 8,000 steps
+# (about 40 min on 2 cores), then copied in whole.
+PRETRAINED_LINES := build/pretrained-lines
+.PHONY: pretrained-lines
+pretrained-lines: setup
+	rm -rf $(PRETRAINED_LINES)
+	nice -n 5 .venv/bin/charjax train-lines --workdir $(PRETRAINED_LINES) --steps 8000 \
+		--cache $(PRETRAINED_LINES)/cache --no-progress
+	rm -rf charjax/pretrained/lines
+	cp -r $(PRETRAINED_LINES)/model charjax/pretrained/lines
+
 clean:
 	rm -rf .venv build *.egg-info runs .pytest_cache

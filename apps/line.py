@@ -1,5 +1,6 @@
 """Write a word or a line and see it read live: charjax-gui's wide canvas (`charjax read`'s
-`charjax.read.Reader` on the drawing, the window's model, off the UI thread).
+`charjax.read.Reader` on the drawing, the window's model, off the UI thread), with either
+engine: the line model reading the line whole, or the cut into glyphs.
 
     charjax-gui --line                   # or View > Write a line... (Ctrl+L) in the window
 
@@ -14,14 +15,23 @@ import numpy as np
 from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QFont, QKeySequence, QPixmap
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from charjax.apps.canvas import Canvas, array_to_qimage, call_while_drawing
 from charjax.apps.panels import CharsetChooser
 from charjax.apps.worker import PredictionService
 from charjax.labels import CLASSES, parse_charset
+from charjax.line_model import load_line_model
 from charjax.loaded import BUCKETS
-from charjax.read import Reader, Reading
+from charjax.read import DEFAULT_ENGINE, ENGINES, Reader, Reading
 from charjax.viz.reading import reading_picture
 
 # A line of six to ten handwritten characters at the size people draw one character.
@@ -44,14 +54,27 @@ class LineResult:
     latency_ms: float = 0.0
 
 
-def read_drawing(predictor, image: np.ndarray, allowed) -> LineResult:
-    """The worker's answer for the wide canvas: `Reader.read` of the canvas pixels."""
-    start = time.perf_counter()
-    charset = None if allowed is None else "".join(CLASSES[i] for i in allowed)
-    reading = Reader(predictor, charset=charset).read(image)
-    read_ms = (time.perf_counter() - start) * 1000
-    picture = np.asarray(reading_picture(Image.fromarray(image), reading))
-    return LineResult(reading, picture, read_ms)
+class DrawingReader:
+    """The worker's answer for the wide canvas: `Reader.read` of the canvas pixels with the
+    chosen engine (`charjax read --engine`); the line model is loaded the first time the
+    "lines" engine reads, on the worker's thread."""
+
+    def __init__(self, engine: str = DEFAULT_ENGINE, lines_model=None):
+        self.engine = engine
+        self._lines_path, self._lines = lines_model, None
+
+    def __call__(self, predictor, image: np.ndarray, allowed) -> LineResult:
+        lines = None
+        if self.engine == "lines":
+            if self._lines is None:
+                self._lines = load_line_model(self._lines_path)
+            lines = self._lines
+        start = time.perf_counter()
+        charset = None if allowed is None else "".join(CLASSES[i] for i in allowed)
+        reading = Reader(predictor, charset=charset, lines=lines).read(image)
+        read_ms = (time.perf_counter() - start) * 1000
+        picture = np.asarray(reading_picture(Image.fromarray(image), reading))
+        return LineResult(reading, picture, read_ms)
 
 
 class LineWindow(QMainWindow):
@@ -70,16 +93,23 @@ class LineWindow(QMainWindow):
         self.picture = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
         self.timing = QLabel()
         self.charset = CharsetChooser()
+        self.reader = DrawingReader()
+        self.engine = QComboBox()
+        self.engine.addItems(ENGINES)
+        self.engine.setCurrentText(self.reader.engine)
+        self.engine.setToolTip("lines: the line model reads the line whole; glyphs: the line "
+                               "is cut into glyphs the classifier reads")  # fmt: skip
         self._build_layout()
 
         call_while_drawing(self.canvas, THROTTLE_MS, self.request_reading)
         # A line is read in batches of cut hypotheses: compile their bucket sizes up front.
-        self.service = PredictionService(self, answer=read_drawing, warmup=BUCKETS[:3])
+        self.service = PredictionService(self, answer=self.reader, warmup=BUCKETS[:3])
         self.service.ready.connect(lambda source, spec: self._on_ready(source))
         self.service.failed.connect(self._on_failed)
         self.service.result.connect(self._on_result)
         self.charset.chosen.connect(self._on_charset)
         self.charset.refused.connect(self.statusBar().showMessage)
+        self.engine.currentTextChanged.connect(self._on_engine)
         if charset is not None:
             self.charset.set_spec(charset)
         self.service.load(str(checkpoint))
@@ -99,6 +129,8 @@ class LineWindow(QMainWindow):
             self.addAction(shortcut)
         controls.addWidget(QLabel("Read from"))
         controls.addWidget(self.charset)
+        controls.addWidget(QLabel("Engine"))
+        controls.addWidget(self.engine)
         controls.addStretch(1)
         controls.addWidget(self.timing)
         layout = QVBoxLayout()
@@ -146,6 +178,10 @@ class LineWindow(QMainWindow):
 
     def _on_charset(self, spec: str | None) -> None:
         self.service.allowed = None if spec is None else parse_charset(spec)
+        self.request_reading()
+
+    def _on_engine(self, engine: str) -> None:
+        self.reader.engine = engine
         self.request_reading()
 
     def closeEvent(self, event) -> None:

@@ -10,7 +10,9 @@ lines of cursive script fonts. Every engine reads the same images. For each kind
 prints the character error rate (CER: edits / characters of the truth), the same ignoring case,
 whole lines right, case in context (of the letters whose cases share a shape, c/C o/O s/S v/V
 w/W x/X z/Z, read as the right letter: the share in the right case) and time per line.
-charjax reads in process after a warm-up (so compilation is not timed); Tesseract 5 runs as
+charjax reads in process after a warm-up (so compilation is not timed), with both engines:
+"glyphs" (cut into glyphs, the classifier, context) and "lines" (the CTC line model, when one
+is bundled or `--lines-model` names one); Tesseract 5 runs as
 `tesseract IMAGE stdout --psm 7` (one line); EasyOCR, when `--easyocr-python` names an
 interpreter that has it (with offline English weights), reads in one process after a warm-up.
 Outputs are compared on 0-9, A-Z, a-z and single spaces, the only characters in the truth.
@@ -31,8 +33,8 @@ from PIL import Image
 
 from charjax.atomic import write_json_atomic
 from charjax.data.lines import KINDS, align, char_errors, make_line_set
-from charjax.predict import load
-from charjax.read import Reader
+from charjax.line_model import BUNDLED
+from charjax.read import make_reader
 from charjax.viz.grid import save_png
 
 SAME_SHAPE = set("cosvwxzCOSVWXZ")
@@ -61,8 +63,10 @@ def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^0-9A-Za-z]+", " ", text).split())
 
 
-def read_charjax(paths, checkpoint) -> list[tuple[str, float]]:
-    reader = Reader(load(checkpoint))
+def read_charjax(paths, checkpoint, engine: str, lines_model) -> list[tuple[str, float]]:
+    reader = make_reader(checkpoint, engine=engine, lines_model=lines_model)
+    if reader.lines is not None:
+        reader.lines.warmup()
     reader.read(paths[0])  # warm-up: compile the classifier's batch sizes
     out = []
     for p in paths:
@@ -144,6 +148,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=1000, help="Not the seed tuned on.")
     parser.add_argument("--from", dest="stored", default=None, help="A line set kept elsewhere.")
     parser.add_argument("--checkpoint", default=None, help="Default: the bundled model.")
+    parser.add_argument("--lines-model", default=None, help="Default: the bundled line model.")
     parser.add_argument("--easyocr-python", default=None, help="An interpreter with easyocr.")
     parser.add_argument("--save-dir", default=None, help="Keep the images and truth here.")
     parser.add_argument("--json", default=None, help="Write the numbers here too.")
@@ -157,7 +162,10 @@ def main(argv=None) -> None:
         sets = {k: generated_set(k, args.lines, args.seed, work) for k in args.kinds.split(",")}
     results = {}
     for kind, (paths, truths) in sets.items():
-        engines = {"charjax": read_charjax(paths, args.checkpoint)}
+        engines = {"charjax glyphs": read_charjax(paths, args.checkpoint, "glyphs", None)}
+        if args.lines_model or (BUNDLED / "meta.json").is_file():
+            lines = read_charjax(paths, args.checkpoint, "lines", args.lines_model)
+            engines["charjax lines"] = lines
         if shutil.which("tesseract"):
             engines["tesseract"] = read_tesseract(paths)
         if args.easyocr_python:

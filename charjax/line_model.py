@@ -113,6 +113,12 @@ class LineModel:
             raise CharjaxError(f"cannot read the line model at {path}: {line}") from None
         return cls(model, params, meta, source=str(path))
 
+    def warmup(self, max_width: int = 1024) -> None:
+        """Compiles the model for every padded width up to `max_width` columns, so the first
+        long line read is not slow."""
+        for width in range(_PAD, max_width + 1, _PAD):
+            self._logits(self.params, np.zeros((1, LINE_HEIGHT, width, 1), np.float32))
+
     def read(self, inks: list[np.ndarray], allowed=None) -> list[LineRead]:
         """Reads lines of ink (float [h, w] each, bright strokes; each one line of text)."""
         lines = [normalize_line(ink) for ink in inks]

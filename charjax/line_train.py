@@ -50,6 +50,7 @@ class LineTrainConfig:
       lr: peak learning rate of the warmup-cosine schedule; warmup: its warmup steps.
       weight_decay: AdamW's decoupled weight decay.
       eval_every: steps between measurements of the validation character error rate.
+      distort: strength of the slant and stroke-weight augmentation (0: off).
       seed: seeds the initialisation, batches and augmentation.
     """
 
@@ -59,15 +60,42 @@ class LineTrainConfig:
     warmup: int = 300
     weight_decay: float = 1e-4
     eval_every: int = 500
+    distort: float = 0.0
     seed: int = 0
 
 
-def _augment(key, images):
-    """Per line: ink strength 0.55-1, a vertical shift of up to 2 rows, a little noise.
+def _shear(images, slope):
+    """Each line slanted by its `slope` (columns per row, about the middle row): italic
+    faces and slanted hands. images: [B, H, W]; slope: [B]."""
+    h, w = images.shape[1:]
+    offset = slope[:, None] * (jnp.arange(h) - h / 2)[None, :]  # [B, H]
+    source = jnp.rint(jnp.arange(w)[None, None, :] + offset[..., None]).astype(jnp.int32)
+    inside = (source >= 0) & (source < w)
+    picked = jnp.take_along_axis(images, jnp.clip(source, 0, w - 1), axis=2)
+    return jnp.where(inside, picked, 0.0)
+
+
+def _weight(images, choice):
+    """Strokes made bolder (a 2x2 max filter), lighter (a 2x2 min filter) or kept, per line
+    as `choice` (0, 1, 2) says: weights of faces the lines were not rendered in."""
+    pad = jnp.pad(images, ((0, 0), (0, 1), (0, 1)))
+    windows = jnp.stack([pad[:, :-1, :-1], pad[:, 1:, :-1], pad[:, :-1, 1:], pad[:, 1:, 1:]])
+    c = choice[:, None, None]
+    return jnp.where(c == 0, windows.max(0), jnp.where(c == 1, windows.min(0), images))
+
+
+def _augment(key, images, distort: float = 0.0):
+    """Per line: ink strength 0.55-1, a vertical shift of up to 2 rows, a little noise; with
+    `distort` > 0 also a slant of up to 0.25 * distort and, for a third of the lines each,
+    bolder or lighter strokes.
 
     images: float32 [B, H, W] ink in [0, 1] -> the same shape."""
     k1, k2, k3 = jax.random.split(key, 3)
     b = images.shape[0]
+    if distort:
+        k4, k5 = jax.random.split(jax.random.fold_in(key, 1))
+        images = _shear(images, jax.random.uniform(k4, (b,), minval=-0.25, maxval=0.25) * distort)
+        images = _weight(images, jax.random.randint(k5, (b,), 0, 3))
     gain = jax.random.uniform(k1, (b, 1, 1), minval=0.55, maxval=1.0)
     shift = jax.random.randint(k2, (b,), -2, 3)
     shifted = jax.vmap(lambda im, s: jnp.roll(im, s, axis=0))(images, shift)
@@ -84,10 +112,13 @@ def ctc_inputs(logits, widths, labels, lengths):
     return logit_paddings, label_paddings.astype(jnp.float32)
 
 
-def train_step(state: TrainState, batch: dict, *, schedule) -> tuple[TrainState, dict]:
+def train_step(
+    state: TrainState, batch: dict, *, schedule, distort: float = 0.0
+) -> tuple[TrainState, dict]:
     """One step on a batch {"image": uint8 [B, 32, W], "width", "label" [B, L], "length"}."""
     key = jax.random.fold_in(state.rng, state.step)
-    x = _augment(key, batch["image"].astype(jnp.float32) / 255.0)[..., None]  # [B, 32, W, 1]
+    images = batch["image"].astype(jnp.float32) / 255.0
+    x = _augment(key, images, distort)[..., None]  # [B, 32, W, 1]
 
     def loss_fn(params):
         logits = state.apply_fn({"params": params}, x)  # [B, W/4, K]
@@ -166,7 +197,7 @@ def train_lines(config: LineTrainConfig, cache: dict, workdir, *, progress=True,
     schedule = optax.warmup_cosine_decay_schedule(0.0, config.lr, warmup, config.steps)
     state = jax.device_put(create_state(config, model, schedule), parallel.replicated(mesh))
     repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
-    step_fn = jax.jit(functools.partial(train_step, schedule=schedule),
+    step_fn = jax.jit(functools.partial(train_step, schedule=schedule, distort=config.distort),
                       in_shardings=(repl, sharded), out_shardings=(repl, repl),
                       donate_argnums=0)  # fmt: skip
     logits_fn = jax.jit(lambda p, x: model.apply({"params": p}, x))

@@ -229,18 +229,26 @@ class Reader:
         return Reading("\n".join(line.text for line in lines), tuple(lines))
 
     def _read_band(self, band: np.ndarray, top: int, read: LineRead, scale: float) -> TextLine:
-        """A TextLine of the line model's reading of one band; each glyph's box spans the
-        columns of the output steps it was read at, and the band's ink rows."""
+        """A TextLine of the line model's reading of one band. CTC marks a character at one
+        or two output steps, not its extent, so each glyph's box reaches halfway to its
+        neighbours (at most half the line's usual pitch either side), over the band's ink rows."""
         box = line_box(band) or (0, 0, band.shape[1], band.shape[0])
         per_step = STRIDE / line_scale(box)  # image columns per output step
+        centres = np.array([box[0] + ((a + b + 1) / 2 * STRIDE - MARGIN) * per_step / STRIDE
+                            for a, b in read.steps])  # fmt: skip
+        pitch = np.diff(centres)
+        half = float(np.median(pitch)) / 2 if len(pitch) else (box[3] - box[1]) / 3
         glyphs = []
-        for char, (first, last), row in zip(read.text, read.steps, read.probs, strict=True):
+        for i, (char, row) in enumerate(zip(read.text, read.probs, strict=True)):
             if char == " ":
                 continue
-            x0 = box[0] + max(0.0, first * per_step - MARGIN * per_step / STRIDE)
-            x1 = min(box[2], box[0] + (last + 1) * per_step - MARGIN * per_step / STRIDE)
+            left = max(centres[i] - half, (centres[i - 1] + centres[i]) / 2 if i else box[0])
+            right = centres[i] + half
+            if i + 1 < len(centres):
+                right = min(right, (centres[i] + centres[i + 1]) / 2)
+            left, right = max(left, box[0]), min(right, box[2])
             order = np.argsort(-row, kind="stable")[: self.config.top_k]
-            scaled = tuple(int(round(v * scale)) for v in (x0, top + box[1], x1, top + box[3]))
+            scaled = tuple(int(round(v * scale)) for v in (left, top + box[1], right, top + box[3]))
             glyphs.append(Glyph(char, scaled, tuple(CLASSES[j] for j in order),
                                 tuple(float(row[j]) for j in order)))  # fmt: skip
         x0, y0, x1, y1 = (int(round(v * scale)) for v in (box[0], top + box[1], box[2],

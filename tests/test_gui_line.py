@@ -8,7 +8,7 @@ from charjax.apps import gui
 from charjax.apps.files import bundled_model
 from charjax.apps.line import LineWindow
 from charjax.predict import load
-from charjax.read import Reader
+from charjax.read import Reader, make_reader
 
 # Three separate characters in the wide canvas's pixels: an I, an L and a T.
 WORD = [
@@ -67,3 +67,14 @@ def test_the_main_window_opens_the_line_window_with_its_model_and_charset(app, w
     finally:
         line.close()
     assert gui.parse_args(["--line"]).line
+
+
+def test_the_lines_engine_reads_the_drawing_as_charjax_read_engine_lines_does(app, line_window):
+    line_window.engine.setCurrentText("lines")
+    result = draw_and_wait(app, line_window, WORD)
+    expected = make_reader(line_window.service._worker.predictor.source, engine="lines").read(
+        line_window.canvas.to_array()
+    )
+    assert line_window.reader.engine == "lines"
+    assert result.reading.text == expected.text
+    assert line_window.text.text() == (expected.text if expected.lines else expected.note)

@@ -20,7 +20,7 @@ from charjax.data.line_data import (
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES
 from charjax.line_model import LineModel, greedy_decode, save_line_model
-from charjax.line_train import LineTrainConfig, create_state, train_step
+from charjax.line_train import LineTrainConfig, _shear, _weight, create_state, train_step
 from charjax.models.line import STRIDE, LineNet
 
 SMALL = LineNet(channels=(4, 8, 8, 8), width=16, dilations=(1, 2))
@@ -119,3 +119,21 @@ def test_loading_something_else_as_a_line_model_says_what_is_wrong(tmp_path):
     (tmp_path / "meta.json").write_text(json.dumps({"kind": "classifier"}))
     with pytest.raises(CharjaxError, match="no line kind"):
         LineModel.load(tmp_path)
+
+
+def test_slant_augmentation_shears_about_the_middle_row_and_zero_keeps_the_line():
+    images = np.zeros((1, LINE_HEIGHT, 64), np.float32)
+    images[0, :, 30] = 1.0  # a vertical bar
+    np.testing.assert_array_equal(_shear(jnp.asarray(images), jnp.zeros(1)), images)
+    slanted = np.asarray(_shear(jnp.asarray(images), jnp.array([0.25])))
+    top, bottom = slanted[0, 0].argmax(), slanted[0, -1].argmax()
+    assert top - bottom == pytest.approx(0.25 * (LINE_HEIGHT - 1), abs=1)  # leans right
+    assert slanted.sum() == images.sum()  # nothing falls off a line with room either side
+
+
+def test_weight_augmentation_makes_strokes_bolder_lighter_or_keeps_them():
+    images = np.zeros((3, LINE_HEIGHT, 32), np.float32)
+    images[:, 8:24, 10:14] = 1.0
+    out = np.asarray(_weight(jnp.asarray(images), jnp.array([0, 1, 2])))
+    assert out[0].sum() > images[0].sum() > out[1].sum() > 0
+    np.testing.assert_array_equal(out[2], images[2])

@@ -1,0 +1,89 @@
+"""Reading with the bundled line model (`charjax read --engine lines`): real generated lines."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import DEJAVU, run_cli
+from PIL import Image
+
+from charjax.data.lines import Face, char_errors, make_line_set, render_print
+from charjax.read import make_reader
+
+SANS = Face(str(DEJAVU / "DejaVuSans.ttf"), 0, "DejaVu Sans", "DejaVu Sans Book")
+SERIF = Face(str(DEJAVU / "DejaVuSerif.ttf"), 0, "DejaVu Serif", "DejaVu Serif Book")
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return make_reader(engine="lines")
+
+
+def _save(tmp_path, array, name="line.png"):
+    path = tmp_path / name
+    Image.fromarray(array).save(path)
+    return path
+
+
+@pytest.mark.parametrize("face", [SANS, SERIF], ids=["sans", "serif"])
+def test_reads_a_printed_line_whole(reader, face):
+    text = "Oxygen 2024 valve KX42B"
+    assert char_errors(reader.read(render_print(text, face, 40)).text, text) <= 1
+
+
+def test_case_of_same_shape_letters_comes_from_the_whole_line(reader):
+    text = "Swiss cows ZOO"
+    got = reader.read(render_print(text, SANS, 40)).text
+    assert got.lower() == text.lower() and got == text
+
+
+def test_joined_lines_of_held_out_writers_are_mostly_read(reader):
+    # Joined script is what cutting into glyphs reads worst; the line model needs no cuts.
+    lines = make_line_set("joined", 4, seed=11)
+    errors = sum(char_errors(reader.read(s.image).text, s.text) for s in lines)
+    assert errors / sum(len(s.text) for s in lines) <= 0.25
+
+
+def test_several_lines_are_read_top_to_bottom_with_boxes_inside_each_line(reader):
+    top, bottom = render_print("Monday 17", SANS, 36), render_print("paper OSLO", SANS, 36)
+    page = np.full((top.shape[0] + bottom.shape[0], max(top.shape[1], bottom.shape[1])), 255)
+    page[: top.shape[0], : top.shape[1]] = top
+    page[top.shape[0] :, : bottom.shape[1]] = bottom
+    reading = reader.read(page.astype(np.uint8))
+    assert reading.text == "Monday 17\npaper OSLO"
+    for line in reading.lines:
+        x0, y0, x1, y1 = line.box
+        lefts = [g.box[0] for g in line.glyphs]
+        assert lefts == sorted(lefts)
+        assert all(x0 <= g.box[0] < g.box[2] <= x1 and y0 <= g.box[1] for g in line.glyphs)
+
+
+def test_cli_engine_lines_prints_the_text_and_json_has_glyphs(tmp_path, capsys):
+    path = _save(tmp_path, render_print("Zoo 42", SANS, 40))
+    code, out, _ = run_cli(capsys, "read", "--engine", "lines", "--json", path)
+    data = json.loads(out)
+    assert code == 0 and data["text"] == "Zoo 42"
+    (line,) = data["lines"]
+    assert [g["char"] for g in line["glyphs"]] == list("Zoo42")
+    assert all(0 < g["confidence"] <= 1 and len(g["top"]) == 5 for g in line["glyphs"])
+
+
+def test_cli_engine_lines_restricts_to_a_charset(tmp_path, capsys):
+    path = _save(tmp_path, render_print("2O24", SANS, 40))
+    code, out, _ = run_cli(capsys, "read", "--engine", "lines", "--charset", "digits", path)
+    assert (code, out) == (0, "2024\n")
+
+
+def test_cli_engine_lines_on_a_blank_image_reads_empty_text_with_a_note(tmp_path, capsys):
+    path = _save(tmp_path, np.full((60, 300), 255, np.uint8))
+    code, out, err = run_cli(capsys, "read", "--engine", "lines", path)
+    assert (code, out) == (0, "\n")
+    assert "no text found" in err and "Traceback" not in err
+
+
+def test_cli_missing_line_model_is_one_clear_line(tmp_path, capsys):
+    path = _save(tmp_path, render_print("ab", SANS, 40))
+    code, _, err = run_cli(capsys, "read", "--lines-model", tmp_path / "nope", "--engine",
+                           "lines", path)  # fmt: skip
+    assert code != 0 and "not a charjax line model" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
