@@ -68,8 +68,9 @@ def _shear(images, slope):
     """Each line slanted by its `slope` (columns per row, about the middle row): italic
     faces and slanted hands. images: [B, H, W]; slope: [B]."""
     h, w = images.shape[1:]
-    offset = slope[:, None] * (jnp.arange(h) - h / 2)[None, :]  # [B, H]
-    source = jnp.rint(jnp.arange(w)[None, None, :] + offset[..., None]).astype(jnp.int32)
+    # Whole columns per row: each row moves as a piece, so no stroke is doubled or dropped.
+    offset = jnp.rint(slope[:, None] * (jnp.arange(h) - h / 2)[None, :]).astype(jnp.int32)
+    source = jnp.arange(w)[None, None, :] + offset[..., None]  # [B, H, W]
     inside = (source >= 0) & (source < w)
     picked = jnp.take_along_axis(images, jnp.clip(source, 0, w - 1), axis=2)
     return jnp.where(inside, picked, 0.0)
