@@ -17,9 +17,12 @@ from charjax.line_train import LineTrainConfig, run_line_training
               type=click.IntRange(10), help="Lines to render for training.")  # fmt: skip
 @click.option("--cache", default=None, type=click.Path(file_okay=False),
               help="Line cache directory [default: in the dataset cache].")  # fmt: skip
+@click.option("--distort", default=LineTrainConfig.distort, show_default=True,
+              type=click.FloatRange(0, 2),
+              help="Slant and stroke-weight augmentation strength (0: off).")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def train_lines(workdir, steps, batch_size, lr, lines, cache, seed, no_progress):
+def train_lines(workdir, steps, batch_size, lr, lines, cache, distort, seed, no_progress):
     """Train a line model: a convolutional network read out with CTC, on lines rendered from
     the train-split fonts and the handwriting synthesis's train writers.
 
@@ -31,6 +34,7 @@ def train_lines(workdir, steps, batch_size, lr, lines, cache, seed, no_progress)
       charjax train-lines --workdir runs/lines --steps 8000
       charjax read --engine lines --lines-model runs/lines/model note.png
     """
-    config = LineTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    config = LineTrainConfig(steps=steps, batch_size=batch_size, lr=lr, distort=distort,
+                             seed=seed)  # fmt: skip
     options = LineDataOptions(lines=lines, seed=seed)
     run_line_training(workdir, config, options, cache, progress=not no_progress, echo=click.echo)

@@ -12,15 +12,24 @@ from charjax.data.line_data import (
     ALPHABET,
     LINE_HEIGHT,
     MARGIN,
+    LineDataOptions,
     decode,
     encode,
     line_box,
+    load_line_cache,
     normalize_line,
 )
 from charjax.errors import CharjaxError
 from charjax.labels import CLASSES
 from charjax.line_model import LineModel, greedy_decode, save_line_model
-from charjax.line_train import LineTrainConfig, _shear, _weight, create_state, train_step
+from charjax.line_train import (
+    LineTrainConfig,
+    _shear,
+    _weight,
+    create_state,
+    run_line_training,
+    train_step,
+)
 from charjax.models.line import STRIDE, LineNet
 
 SMALL = LineNet(channels=(4, 8, 8, 8), width=16, dilations=(1, 2))
@@ -137,3 +146,18 @@ def test_weight_augmentation_makes_strokes_bolder_lighter_or_keeps_them():
     out = np.asarray(_weight(jnp.asarray(images), jnp.array([0, 1, 2])))
     assert out[0].sum() > images[0].sum() > out[1].sum() > 0
     np.testing.assert_array_equal(out[2], images[2])
+
+
+def test_run_line_training_renders_a_cache_trains_and_saves_a_model_that_loads(tmp_path):
+    options = LineDataOptions(lines=24, shares=(0.0, 0.5, 0.5), val_fraction=0.25)
+    config = LineTrainConfig(steps=3, batch_size=4, eval_every=100)
+    summary = run_line_training(tmp_path / "run", config, options, tmp_path / "cache",
+                                progress=False, echo=lambda *_: None)  # fmt: skip
+    assert summary["best"]["step"] == 3 and summary["best"]["val_cer"] >= 0
+    records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in records] == [3]
+    model = LineModel.load(tmp_path / "run" / "model")
+    assert model.meta["train"]["steps"] == 3
+    cache = load_line_cache(tmp_path / "cache")
+    assert len(cache["widths"]) == len(cache["lengths"]) > 12  # a few lines may be too wide
+    assert (cache["lengths"] > 0).all() and (cache["widths"] <= cache["images"].shape[2]).all()

@@ -16,6 +16,7 @@ altogether, so its script lines stay unseen.
 """
 
 import json
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -148,7 +149,8 @@ def build_line_cache(path, options: LineDataOptions = LineDataOptions(), workers
         if meta.get("options") == json.loads(json.dumps(asdict(options))):
             return load_line_cache(path)
     pairs = []
-    with ProcessPoolExecutor(workers) as pool:
+    # Spawned, not forked: a fork of a process whose JAX threads run can deadlock.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for chunk in pool.map(_render_chunk, _jobs(options)):
             pairs.extend(chunk)
             if progress:
