@@ -186,9 +186,11 @@ def char_error_rate(logits_fn, params, cache: dict, rows: np.ndarray, chunk: int
     return errors / max(chars, 1)
 
 
-def train_lines(config: LineTrainConfig, cache: dict, workdir, *, progress=True, echo=print):
+def train_lines(config: LineTrainConfig, cache: dict, workdir, *, data: dict | None = None,
+                progress=True, echo=print):  # fmt: skip
     """Trains a LineNet on the cache's train lines; saves it to WORKDIR/model (the best by
-    validation CER) and logs to WORKDIR/metrics.jsonl. Returns the summary dict."""
+    validation CER) and logs to WORKDIR/metrics.jsonl; `data` (the cache's options) is recorded
+    in the model's meta. Returns the summary dict."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     mesh = parallel.make_mesh()
@@ -204,11 +206,11 @@ def train_lines(config: LineTrainConfig, cache: dict, workdir, *, progress=True,
     logits_fn = jax.jit(lambda p, x: model.apply({"params": p}, x))
     train_rows = np.flatnonzero(cache["splits"] == 0)
     val_rows = np.flatnonzero(cache["splits"] == 1)
-    data = batches(cache, train_rows, config.batch_size, config.seed)
+    stream = batches(cache, train_rows, config.batch_size, config.seed)
     best, started, log = None, time.time(), []
     bar = tqdm(range(config.steps), desc="train lines", disable=not progress)
     for step in bar:
-        state, metrics = step_fn(state, parallel.put_batch(next(data), mesh))
+        state, metrics = step_fn(state, parallel.put_batch(next(stream), mesh))
         last = step + 1 == config.steps
         if (step + 1) % config.eval_every and not last:
             continue
@@ -219,7 +221,7 @@ def train_lines(config: LineTrainConfig, cache: dict, workdir, *, progress=True,
         bar.set_postfix(loss=f"{record['loss']:.3f}", val_cer=f"{cer:.2%}")
         if best is None or cer <= best["val_cer"]:
             best = record
-            meta = {"train": asdict(config), "val_cer": cer, "step": step + 1}
+            meta = {"train": asdict(config), "data": data, "val_cer": cer, "step": step + 1}
             save_line_model(workdir / "model", jax.device_get(state.params), meta, model)
     (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
     echo(f"best validation CER {best['val_cer']:.2%} at step {best['step']}; "
@@ -242,4 +244,4 @@ def run_line_training(workdir, config: LineTrainConfig, options: LineDataOptions
     echo(f"line cache: {cache_dir}")
     with tqdm(total=options.lines, desc="render lines", disable=not progress) as bar:
         cache = build_line_cache(cache_dir, options, progress=bar.update)
-    return train_lines(config, cache, workdir, progress=progress, echo=echo)
+    return train_lines(config, cache, workdir, data=asdict(options), progress=progress, echo=echo)

@@ -20,6 +20,10 @@ mixes up `0`/`O`, `1`/`l`, `5`/`S`; in a line, neighbours settle both. The reade
 4. **Look-alikes by neighbours**: a Viterbi pass over each word's top-k candidates with a small
    hand-set prior on character classes (digit, upper, lower) following each other, so `0` in
    `2024` and `O` in `OXYGEN` come out right while a confident glyph keeps its reading.
+
+With a line model (`Reader(..., lines=LineModel)`, the "lines" engine of `make_reader`), steps
+2-4 are replaced: each line found in step 1 is read whole by `charjax.line_model`, which sees
+case and neighbours itself.
 """
 
 from dataclasses import dataclass, field
@@ -51,7 +55,7 @@ from charjax.segment import (
 )
 
 ENGINES = ("lines", "glyphs")
-DEFAULT_ENGINE = "glyphs"
+DEFAULT_ENGINE = "lines"
 # A line model reads case from the whole line; it measures no geometry of its own.
 _NO_GEOMETRY = LineGeometry(None, None, None, 0.0)
 
@@ -162,6 +166,9 @@ class Reader:
       config: a ReadConfig.
       charset: read only these characters (`charjax.labels.parse_charset`: a name such as
         digits or upper, or characters and ranges such as 0-9A-F); None reads all 62.
+      lines: a `charjax.line_model.LineModel`: each line found is read whole by it (the
+        "lines" engine) instead of being cut into glyphs for the classifier; the classifier's
+        recorded polarity still decides what is ink.
     """
 
     def __init__(
@@ -253,7 +260,7 @@ class Reader:
                                 tuple(float(row[j]) for j in order)))  # fmt: skip
         x0, y0, x1, y1 = (int(round(v * scale)) for v in (box[0], top + box[1], box[2],
                                                           top + box[3]))  # fmt: skip
-        return TextLine(read.text.strip(), (x0, y0, x1, y1), tuple(glyphs), _NO_GEOMETRY)
+        return TextLine(" ".join(read.text.split()), (x0, y0, x1, y1), tuple(glyphs), _NO_GEOMETRY)
 
     def _hypotheses(self, groups: list[list[Group]], ink: np.ndarray) -> _Hypotheses:
         """The glyph hypotheses of every group: each slice between its cuts, and each run of

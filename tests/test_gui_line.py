@@ -30,6 +30,7 @@ def line_window(app):
 
 
 def test_a_written_word_is_read_as_charjax_read_reads_the_same_pixels(app, line_window):
+    line_window.engine.setCurrentText("glyphs")
     result = draw_and_wait(app, line_window, WORD)
     expected = Reader(load(line_window.service._worker.predictor.source)).read(
         line_window.canvas.to_array()
