@@ -27,6 +27,7 @@ from charjax.cli.main import main  # noqa: E402
 from charjax.config import TrainConfig  # noqa: E402
 from charjax.data.cache import write_cache  # noqa: E402
 from charjax.data.fonts import find_font_files  # noqa: E402
+from charjax.data.lines import Face  # noqa: E402
 from charjax.fit import fit  # noqa: E402
 from charjax.labels import CLASSES  # noqa: E402
 from charjax.preprocess import PreprocessSpec, preprocess  # noqa: E402
@@ -45,6 +46,18 @@ def find_dejavu() -> Path | None:
 
 DEJAVU = find_dejavu()
 needs_dejavu = pytest.mark.skipif(DEJAVU is None, reason=NO_DEJAVU)
+
+
+def line_face(font_file: str, family: str) -> Face:
+    """A DejaVu face to print lines with (`charjax.data.lines.render_print`)."""
+    return Face(str(DEJAVU / font_file), 0, family, f"{family} Book")
+
+
+def save_array(tmp_path: Path, array: np.ndarray, name: str = "line.png") -> Path:
+    """Writes uint8 pixels as an image file for a command to read; returns its path."""
+    path = tmp_path / name
+    Image.fromarray(array).save(path)
+    return path
 
 
 def dejavu(font_file: str) -> Path:

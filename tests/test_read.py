@@ -4,18 +4,18 @@ import json
 
 import numpy as np
 import pytest
-from conftest import DEJAVU, run_cli
+from conftest import line_face, run_cli, save_array
 from PIL import Image, ImageDraw, ImageFont
 
-from charjax.data.lines import Face, make_line_set, render_print
+from charjax.data.lines import make_line_set, render_print
 from charjax.labels import CLASSES
 from charjax.predict import load
 from charjax.read import Reader
 from charjax.read_context import LineGeometry, apply_case, best_sequence, word_breaks
 from charjax.segment import find_groups, find_lines, text_ink
 
-SANS = Face(str(DEJAVU / "DejaVuSans.ttf"), 0, "DejaVu Sans", "DejaVu Sans Book")
-SERIF = Face(str(DEJAVU / "DejaVuSerif.ttf"), 0, "DejaVu Serif", "DejaVu Serif Book")
+SANS = line_face("DejaVuSans.ttf", "DejaVu Sans")
+SERIF = line_face("DejaVuSerif.ttf", "DejaVu Serif")
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +30,6 @@ def _cer(got: str, want: str) -> float:
         for j, b in enumerate(want, 1):
             prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (a != b))
     return d[-1] / len(want)
-
-
-def _save(tmp_path, array, name="line.png"):
-    path = tmp_path / name
-    Image.fromarray(array).save(path)
-    return path
 
 
 @pytest.mark.parametrize("face", [SANS, SERIF], ids=["sans", "serif"])
@@ -132,29 +126,31 @@ def test_word_gaps_come_from_the_lines_own_spacing():
 
 
 def test_cli_prints_the_text_and_json_has_boxes_topk_and_lines(tmp_path, capsys):
-    path = _save(tmp_path, render_print("Zoo 42", SANS, 40))
+    path = save_array(tmp_path, render_print("Zoo 42", SANS, 40))
     code, out, _ = run_cli(capsys, "read", path)
     assert (code, out) == (0, "Zoo 42\n")
-    code, out, _ = run_cli(capsys, "read", "--json", path)
+    code, out, _ = run_cli(capsys, "read", "--engine", "glyphs", "--json", path)
     data = json.loads(out)
     assert code == 0 and data["text"] == "Zoo 42"
     (line,) = data["lines"]
     assert [g["char"] for g in line["glyphs"]] == list("Zoo42")
+    assert line["geometry"]["baseline"] is not None  # the glyph engine measured the line
     glyph = line["glyphs"][0]
     assert len(glyph["box"]) == 4 and len(glyph["top"]) == 5 and 0 < glyph["confidence"] <= 1
 
 
 def test_cli_show_draws_the_reading_and_charset_restricts_it(tmp_path, capsys):
-    path = _save(tmp_path, render_print("2O24", SANS, 40))
+    path = save_array(tmp_path, render_print("2O24", SANS, 40))
     out_png = tmp_path / "shown.png"
-    code, out, _ = run_cli(capsys, "read", "--show", out_png, "--charset", "digits", path)
+    code, out, _ = run_cli(capsys, "read", "--engine", "glyphs", "--show", out_png, "--charset",
+                           "digits", path)  # fmt: skip
     assert (code, out) == (0, "2024\n")
     with Image.open(out_png) as shown:
         assert shown.width >= Image.open(path).width
 
 
 def test_blank_image_reads_as_empty_text_with_a_note(tmp_path, capsys):
-    path = _save(tmp_path, np.full((60, 300), 255, np.uint8))
+    path = save_array(tmp_path, np.full((60, 300), 255, np.uint8))
     code, out, err = run_cli(capsys, "read", path)
     assert (code, out) == (0, "\n")
     assert "no text found" in err and "Traceback" not in err
@@ -165,7 +161,7 @@ def test_photo_reads_as_empty_text_with_a_note(tmp_path, capsys):
     # A photo-like picture: smooth random shapes in colour, ink everywhere.
     small = rng.uniform(0, 255, (12, 16, 3)).astype(np.uint8)
     photo = np.asarray(Image.fromarray(small).resize((640, 480), Image.Resampling.BICUBIC))
-    path = _save(tmp_path, photo, "photo.jpg")
+    path = save_array(tmp_path, photo, "photo.jpg")
     code, out, err = run_cli(capsys, "read", path)
     assert (code, out) == (0, "\n")
     assert "no text found" in err and "Traceback" not in err
@@ -185,7 +181,7 @@ def test_image_too_large_to_open_is_a_clear_error(tmp_path, capsys):
 
 
 def test_bad_charset_is_a_usage_error(tmp_path, capsys):
-    path = _save(tmp_path, render_print("ab", SANS, 40))
+    path = save_array(tmp_path, render_print("ab", SANS, 40))
     code, _, err = run_cli(capsys, "read", "--charset", "ab!", path)
     assert code == 2 and "character set" in err
 
@@ -196,7 +192,7 @@ def test_predictor_read_is_the_readers_reading(reader):
 
 
 def test_unreadable_file_among_others_is_reported_and_the_rest_read(tmp_path, capsys):
-    good = _save(tmp_path, render_print("Paris 12", SANS, 40))
+    good = save_array(tmp_path, render_print("Paris 12", SANS, 40))
     code, out, err = run_cli(capsys, "read", good, tmp_path / "missing.png")
     assert code == 2 and out == f"{good}: Paris 12\n"
     assert "missing.png" in err and "1 of 2 images could not be read" in err

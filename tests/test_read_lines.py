@@ -4,25 +4,18 @@ import json
 
 import numpy as np
 import pytest
-from conftest import DEJAVU, run_cli
-from PIL import Image
+from conftest import line_face, run_cli, save_array
 
-from charjax.data.lines import Face, char_errors, make_line_set, render_print
+from charjax.data.lines import char_errors, make_line_set, render_print
 from charjax.read import make_reader
 
-SANS = Face(str(DEJAVU / "DejaVuSans.ttf"), 0, "DejaVu Sans", "DejaVu Sans Book")
-SERIF = Face(str(DEJAVU / "DejaVuSerif.ttf"), 0, "DejaVu Serif", "DejaVu Serif Book")
+SANS = line_face("DejaVuSans.ttf", "DejaVu Sans")
+SERIF = line_face("DejaVuSerif.ttf", "DejaVu Serif")
 
 
 @pytest.fixture(scope="module")
 def reader():
     return make_reader(engine="lines")
-
-
-def _save(tmp_path, array, name="line.png"):
-    path = tmp_path / name
-    Image.fromarray(array).save(path)
-    return path
 
 
 @pytest.mark.parametrize("face", [SANS, SERIF], ids=["sans", "serif"])
@@ -59,7 +52,7 @@ def test_several_lines_are_read_top_to_bottom_with_boxes_inside_each_line(reader
 
 
 def test_cli_engine_lines_prints_the_text_and_json_has_glyphs(tmp_path, capsys):
-    path = _save(tmp_path, render_print("Zoo 42", SANS, 40))
+    path = save_array(tmp_path, render_print("Zoo 42", SANS, 40))
     code, out, _ = run_cli(capsys, "read", "--engine", "lines", "--json", path)
     data = json.loads(out)
     assert code == 0 and data["text"] == "Zoo 42"
@@ -69,20 +62,20 @@ def test_cli_engine_lines_prints_the_text_and_json_has_glyphs(tmp_path, capsys):
 
 
 def test_cli_engine_lines_restricts_to_a_charset(tmp_path, capsys):
-    path = _save(tmp_path, render_print("2O24", SANS, 40))
+    path = save_array(tmp_path, render_print("2O24", SANS, 40))
     code, out, _ = run_cli(capsys, "read", "--engine", "lines", "--charset", "digits", path)
     assert (code, out) == (0, "2024\n")
 
 
 def test_cli_engine_lines_on_a_blank_image_reads_empty_text_with_a_note(tmp_path, capsys):
-    path = _save(tmp_path, np.full((60, 300), 255, np.uint8))
+    path = save_array(tmp_path, np.full((60, 300), 255, np.uint8))
     code, out, err = run_cli(capsys, "read", "--engine", "lines", path)
     assert (code, out) == (0, "\n")
     assert "no text found" in err and "Traceback" not in err
 
 
 def test_cli_missing_line_model_is_one_clear_line(tmp_path, capsys):
-    path = _save(tmp_path, render_print("ab", SANS, 40))
+    path = save_array(tmp_path, render_print("ab", SANS, 40))
     code, _, err = run_cli(capsys, "read", "--lines-model", tmp_path / "nope", "--engine",
                            "lines", path)  # fmt: skip
     assert code != 0 and "not a charjax line model" in err and "Traceback" not in err
