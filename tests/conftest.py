@@ -60,6 +60,16 @@ def save_array(tmp_path: Path, array: np.ndarray, name: str = "line.png") -> Pat
     return path
 
 
+def page_of(*lines: np.ndarray) -> np.ndarray:
+    """Lines of text (uint8, dark on white) stacked top to bottom, left-aligned, on white."""
+    page = np.full((sum(x.shape[0] for x in lines), max(x.shape[1] for x in lines)), 255, np.uint8)
+    top = 0
+    for line in lines:
+        page[top : top + line.shape[0], : line.shape[1]] = line
+        top += line.shape[0]
+    return page
+
+
 def dejavu(font_file: str) -> Path:
     """The path of a DejaVu font file; skips the calling test when DejaVu is not installed."""
     if DEJAVU is None:

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import line_face, run_cli, save_array
+from conftest import line_face, page_of, run_cli, save_array
 
 from charjax.data.lines import char_errors, make_line_set, render_print
 from charjax.read import make_reader
@@ -38,11 +38,8 @@ def test_joined_lines_of_held_out_writers_are_mostly_read(reader):
 
 
 def test_several_lines_are_read_top_to_bottom_with_boxes_inside_each_line(reader):
-    top, bottom = render_print("Monday 17", SANS, 36), render_print("paper OSLO", SANS, 36)
-    page = np.full((top.shape[0] + bottom.shape[0], max(top.shape[1], bottom.shape[1])), 255)
-    page[: top.shape[0], : top.shape[1]] = top
-    page[top.shape[0] :, : bottom.shape[1]] = bottom
-    reading = reader.read(page.astype(np.uint8))
+    page = page_of(render_print("Monday 17", SANS, 36), render_print("paper OSLO", SANS, 36))
+    reading = reader.read(page)
     assert reading.text == "Monday 17\npaper OSLO"
     for line in reading.lines:
         x0, y0, x1, y1 = line.box
