@@ -7,6 +7,8 @@ Batches hold lines of similar width: each is padded to the next of `WIDTHS` (a h
 compiled shapes instead of one per line), and the output steps past a line's own width are
 CTC padding, so the padding teaches nothing. The step is pure and jitted with the state
 donated, the batch sharded over the "data" axis of the device mesh, as the glyph trainer does.
+Unlike `charjax train`, a line run does not resume (it keeps only its best model) and runs in
+one process.
 """
 
 import functools
@@ -33,6 +35,7 @@ from charjax.data.line_data import (
 )
 from charjax.data.lines import char_errors
 from charjax.data.sources import cache_root
+from charjax.errors import CharjaxError
 from charjax.line_model import greedy_decode, save_line_model
 from charjax.models.line import STRIDE, LineNet
 from charjax.step import TrainState
@@ -193,6 +196,8 @@ def train_lines(config: LineTrainConfig, cache: dict, workdir, *, data: dict | N
     in the model's meta. Returns the summary dict."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    if jax.process_count() > 1:  # every process would draw the same lines
+        raise CharjaxError("train-lines runs in one process (on all its local devices)")
     mesh = parallel.make_mesh()
     parallel.check_batch_size(config.batch_size, mesh)
     model = LineNet()
