@@ -66,9 +66,9 @@ pretrained: setup
 	$(PY) -m tools.bundle --run $(PRETRAINED_WORK)/run --fonts $(PRETRAINED_WORK)/fonts \
 		--drawn $(PRETRAINED_WORK)/drawn --json $(PRETRAINED_WORK)/numbers.json
 
-# The bundled line model, charjax/pretrained/lines/ (MODEL_CARD.md, "Line model"): 24,000
-# lines rendered from the train-split fonts and the synthetic train writers, 8,000 steps
-# (about 40 min on 2 cores), then copied in whole.
+# The bundled line model, charjax/pretrained/lines/ (MODEL_CARD.md, "Line model"): 40,000
+# lines rendered from the train-split fonts and the synthetic train writers (about 10 min on
+# 2 cores), 8,000 steps with slant and stroke-weight distortion (about 56 min), copied in whole.
 PRETRAINED_LINES := build/pretrained-lines
 .PHONY: pretrained-lines
 pretrained-lines: setup

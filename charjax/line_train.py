@@ -63,7 +63,7 @@ class LineTrainConfig:
     warmup: int = 300
     weight_decay: float = 1e-4
     eval_every: int = 500
-    distort: float = 0.0
+    distort: float = 1.0
     seed: int = 0
 
 

@@ -97,8 +97,10 @@ class LineDataOptions:
       seed: seeds the texts and the renderings.
     """
 
-    lines: int = 24000
-    shares: tuple[float, float, float] = (0.4, 0.3, 0.3)
+    lines: int = 40000
+    # Mostly print: unseen font families are what the first recipe (24,000 lines, 40% print)
+    # read worst (2.3% CER against 0.6% with this one, MODEL_CARD.md "Line model").
+    shares: tuple[float, float, float] = (0.6, 0.2, 0.2)
     tokens: tuple[int, int] = (1, 3)
     val_fraction: float = 0.02
     seed: int = 0
