@@ -243,10 +243,12 @@ def default_cache_dir(options: LineDataOptions) -> Path:
 
 
 def run_line_training(workdir, config: LineTrainConfig, options: LineDataOptions,
-                      cache_dir=None, *, progress=True, echo=print) -> dict:  # fmt: skip
-    """Renders the line cache (unless it is there already) and trains a line model on it."""
+                      cache_dir=None, *, workers: int = 2, progress=True,
+                      echo=print) -> dict:  # fmt: skip
+    """Renders the line cache (unless it is there already; with `workers` processes) and
+    trains a line model on it."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(options)
     echo(f"line cache: {cache_dir}")
     with tqdm(total=options.lines, desc="render lines", disable=not progress) as bar:
-        cache = build_line_cache(cache_dir, options, progress=bar.update)
+        cache = build_line_cache(cache_dir, options, workers, progress=bar.update)
     return train_lines(config, cache, workdir, data=asdict(options), progress=progress, echo=echo)

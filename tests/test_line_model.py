@@ -96,7 +96,7 @@ def test_train_step_learns_a_batch_of_lines():
         "label": jnp.array([[encode("l")[0], 0], [encode("o")[0], 0]]),
         "length": jnp.array([1, 1]),
     }
-    config = LineTrainConfig(steps=60, lr=1e-2, warmup=1)
+    config = LineTrainConfig(steps=30, lr=2e-2, warmup=1)
     schedule = optax.constant_schedule(config.lr)
     state = create_state(config, SMALL, schedule)
     step = jax.jit(lambda s, b: train_step(s, b, schedule=schedule))
@@ -149,10 +149,11 @@ def test_weight_augmentation_makes_strokes_bolder_lighter_or_keeps_them():
 
 
 def test_run_line_training_renders_a_cache_trains_and_saves_a_model_that_loads(tmp_path):
-    options = LineDataOptions(lines=24, shares=(0.0, 0.5, 0.5), val_fraction=0.25)
-    config = LineTrainConfig(steps=3, batch_size=4, eval_every=100)
+    # One-token lines: most fit the narrowest width bucket, so few programs compile.
+    options = LineDataOptions(lines=24, shares=(0.0, 0.5, 0.5), tokens=(1, 1), val_fraction=0.25)
+    config = LineTrainConfig(steps=3, batch_size=4, eval_every=100, distort=0.0)
     summary = run_line_training(tmp_path / "run", config, options, tmp_path / "cache",
-                                progress=False, echo=lambda *_: None)  # fmt: skip
+                                workers=1, progress=False, echo=lambda *_: None)  # fmt: skip
     assert summary["best"]["step"] == 3 and summary["best"]["val_cer"] >= 0
     records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["step"] for r in records] == [3]

@@ -151,12 +151,10 @@ def build_line_cache(path, options: LineDataOptions = LineDataOptions(), workers
         if meta.get("options") == json.loads(json.dumps(asdict(options))):
             return load_line_cache(path)
     pairs = []
-    # Spawned, not forked: a fork of a process whose JAX threads run can deadlock.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for chunk in pool.map(_render_chunk, _jobs(options)):
-            pairs.extend(chunk)
-            if progress:
-                progress(len(chunk))
+    for chunk in _render(_jobs(options), workers):
+        pairs.extend(chunk)
+        if progress:
+            progress(len(chunk))
     arrays = _pack(pairs, options)
     with atomic_path(path) as tmp:
         tmp.mkdir(parents=True)
@@ -165,6 +163,16 @@ def build_line_cache(path, options: LineDataOptions = LineDataOptions(), workers
         meta = {"version": VERSION, "options": asdict(options), "count": len(pairs)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     return load_line_cache(path)
+
+
+def _render(jobs: list, workers: int):
+    """The rendered chunks of `jobs`, in order: in this process for one worker, else in
+    spawned ones (a fork of a process whose JAX threads run can deadlock)."""
+    if workers == 1:
+        yield from map(_render_chunk, jobs)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(_render_chunk, jobs)
 
 
 def _pack(pairs: list[tuple[np.ndarray, str]], options: LineDataOptions) -> dict:
