@@ -66,15 +66,37 @@ pretrained: setup
 	$(PY) -m tools.bundle --run $(PRETRAINED_WORK)/run --fonts $(PRETRAINED_WORK)/fonts \
 		--drawn $(PRETRAINED_WORK)/drawn --json $(PRETRAINED_WORK)/numbers.json
 
+# Handwriting and cursive fonts for the line model, from the npm registry's @fontsource
+# packages (SIL Open Font License; latin subset, every weight): 30 joined or cursive scripts
+# and 14 hand-print faces. None is of the benchmark's script families (lines.SCRIPT_FAMILIES).
+HAND_FONTS := build/hand-fonts
+HAND_FONT_PACKAGES := alex-brush allura bad-script birthstone cedarville-cursive cookie \
+	corinthia courgette damion ephesis grand-hotel great-vibes homemade-apple italianno \
+	licorice marck-script ms-madi nanum-brush-script pacifico parisienne pinyon-script \
+	rochester sacramento satisfy tangerine whisper yellowtail architects-daughter caveat \
+	caveat-brush delicious-handrawn freehand gloria-hallelujah gochi-hand handlee \
+	indie-flower kalam nanum-pen-script patrick-hand reenie-beanie schoolbell \
+	shadows-into-light sue-ellen-francisco swanky-and-moo-moo
+.PHONY: hand-fonts
+hand-fonts: $(HAND_FONTS)/.fetched
+$(HAND_FONTS)/.fetched:
+	rm -rf $(HAND_FONTS) && mkdir -p $(HAND_FONTS)/packages
+	cd $(HAND_FONTS)/packages && npm pack --silent $(addprefix @fontsource/,$(HAND_FONT_PACKAGES)) >/dev/null
+	for f in $(HAND_FONTS)/packages/*.tgz; do \
+		tar -xzf $$f -C $(HAND_FONTS) --strip-components=2 --wildcards 'package/files/*-latin-[0-9]*-normal.woff'; \
+	done
+	rm -rf $(HAND_FONTS)/packages && touch $@
+
 # The bundled line model, charjax/pretrained/lines/ (MODEL_CARD.md, "Line model"): 40,000
-# lines rendered from the train-split fonts and the synthetic train writers (about 10 min on
-# 2 cores), 8,000 steps with slant and stroke-weight distortion (about 56 min), copied in whole.
+# lines rendered from the train-split fonts, the hand fonts above (15%) and the synthetic train
+# writers (about 10 min on 2 cores), 8,000 steps with slant and stroke-weight distortion
+# (about 56 min), copied in whole.
 PRETRAINED_LINES := build/pretrained-lines
 .PHONY: pretrained-lines
-pretrained-lines: setup
+pretrained-lines: setup hand-fonts
 	rm -rf $(PRETRAINED_LINES)
 	nice -n 5 .venv/bin/charjax train-lines --workdir $(PRETRAINED_LINES) --steps 8000 \
-		--cache $(PRETRAINED_LINES)/cache --no-progress
+		--cache $(PRETRAINED_LINES)/cache --hand-fonts $(HAND_FONTS) --no-progress
 	rm -rf charjax/pretrained/lines
 	cp -r $(PRETRAINED_LINES)/model charjax/pretrained/lines
 

@@ -17,12 +17,19 @@ from charjax.line_train import LineTrainConfig, run_line_training
               type=click.IntRange(10), help="Lines to render for training.")  # fmt: skip
 @click.option("--cache", default=None, type=click.Path(file_okay=False),
               help="Line cache directory [default: in the dataset cache].")  # fmt: skip
+@click.option("--hand-fonts", multiple=True, type=click.Path(exists=True),
+              help="Handwriting or cursive font file or folder to set lines in too "
+              "(repeatable; `make hand-fonts` fetches 44 families).")  # fmt: skip
+@click.option("--hand-font-share", default=LineDataOptions.hand_font_share, show_default=True,
+              type=click.FloatRange(0, 1),
+              help="Share of the lines set in --hand-fonts.")  # fmt: skip
 @click.option("--distort", default=LineTrainConfig.distort, show_default=True,
               type=click.FloatRange(0, 2),
               help="Slant and stroke-weight augmentation strength (0: off).")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def train_lines(workdir, steps, batch_size, lr, lines, cache, distort, seed, no_progress):
+def train_lines(workdir, steps, batch_size, lr, lines, cache, hand_fonts, hand_font_share, distort,
+                seed, no_progress):  # fmt: skip
     """Train a line model: a convolutional network read out with CTC, on lines rendered from
     the train-split fonts and the handwriting synthesis's train writers.
 
@@ -32,9 +39,11 @@ def train_lines(workdir, steps, batch_size, lr, lines, cache, distort, seed, no_
     \b
     Example:
       charjax train-lines --workdir runs/lines --steps 8000
+      charjax train-lines --workdir runs/lines --hand-fonts build/hand-fonts
       charjax read --engine lines --lines-model runs/lines/model note.png
     """
     config = LineTrainConfig(steps=steps, batch_size=batch_size, lr=lr, distort=distort,
                              seed=seed)  # fmt: skip
-    options = LineDataOptions(lines=lines, seed=seed)
+    options = LineDataOptions(lines=lines, hand_fonts=hand_fonts, hand_font_share=hand_font_share,
+                              seed=seed)  # fmt: skip
     run_line_training(workdir, config, options, cache, progress=not no_progress, echo=click.echo)

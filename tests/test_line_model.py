@@ -1,18 +1,22 @@
 """The line model: its input, its CTC training step, decoding, saving and loading."""
 
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import dejavu
 
+from charjax.data import lines
 from charjax.data.line_data import (
     ALPHABET,
     LINE_HEIGHT,
     MARGIN,
     LineDataOptions,
+    build_line_cache,
     decode,
     encode,
     line_box,
@@ -162,3 +166,40 @@ def test_run_line_training_renders_a_cache_trains_and_saves_a_model_that_loads(t
     cache = load_line_cache(tmp_path / "cache")
     assert len(cache["widths"]) == len(cache["lengths"]) > 12  # a few lines may be too wide
     assert (cache["lengths"] > 0).all() and (cache["widths"] <= cache["images"].shape[2]).all()
+
+
+def test_hand_fonts_take_their_share_of_the_lines_and_the_other_kinds_shrink_in_proportion():
+    plain = LineDataOptions(lines=1000, shares=(0.6, 0.2, 0.2))
+    assert plain.kind_counts() == {"print": 600, "hand": 200, "joined": 200, "fonts": 0}
+    with_fonts = LineDataOptions(lines=1000, shares=(0.6, 0.2, 0.2), hand_fonts=("f",),
+                                 hand_font_share=0.2)  # fmt: skip
+    assert with_fonts.kind_counts() == {"print": 480, "hand": 160, "joined": 160, "fonts": 200}
+    with pytest.raises(CharjaxError, match="hand_font_share"):
+        LineDataOptions(hand_font_share=1.5)
+
+
+def test_hand_fonts_leave_out_the_benchmarks_script_families(tmp_path, monkeypatch):
+    for name in ("DejaVuSans.ttf", "DejaVuSerif.ttf"):
+        shutil.copy(dejavu(name), tmp_path / name)
+    # Pretend DejaVu Serif is one of the cursive families the benchmark's script lines use.
+    monkeypatch.setattr(lines, "SCRIPT_FAMILIES", ("DejaVu Serif",))
+    faces = lines.faces_in((str(tmp_path),))
+    assert [f.family for f in faces] == ["DejaVu Sans"]
+
+
+def test_line_cache_sets_lines_in_the_hand_fonts_given(tmp_path):
+    shutil.copy(dejavu("DejaVuSans.ttf"), tmp_path / "DejaVuSans.ttf")
+    options = LineDataOptions(lines=6, hand_fonts=(str(tmp_path),), hand_font_share=1.0,
+                              tokens=(1, 1), val_fraction=0.0)  # fmt: skip
+    cache = build_line_cache(tmp_path / "cache", options, workers=1)
+    assert len(cache["lengths"]) == 6 and (cache["widths"] > 2 * MARGIN).all()
+    texts = [decode(row) for row in cache["labels"]]
+    assert all(text and set(text) <= set(ALPHABET) for text in texts)
+
+
+def test_line_cache_refuses_hand_fonts_with_no_usable_font(tmp_path):
+    (tmp_path / "fonts").mkdir()
+    options = LineDataOptions(lines=6, hand_fonts=(str(tmp_path / "fonts"),))
+    with pytest.raises(CharjaxError, match="no usable font"):
+        build_line_cache(tmp_path / "cache", options, workers=1)
+    assert not (tmp_path / "cache").exists()

@@ -11,8 +11,10 @@ Every line goes through `normalize_line`, the one function that turns a line's i
 model's input (the reader calls it too). Lines come from `charjax.data.lines`, with sources
 disjoint from what the line benchmark reads: printed lines from the train-split font families
 (printed and hand-print faces), written and joined lines from the handwriting synthesis's
-train writers. The cursive font families of the benchmark's "script" kind are left out
-altogether, so its script lines stay unseen.
+train writers, and, when `hand_fonts` names some, lines set in those handwriting and cursive
+fonts (`make hand-fonts` fetches 44 families from the npm registry). The cursive font families
+of the benchmark's "script" kind are left out altogether, also from `hand_fonts`, so its script
+lines stay unseen.
 """
 
 import json
@@ -26,7 +28,7 @@ from PIL import Image
 
 from charjax.atomic import atomic_path
 from charjax.data import lines
-from charjax.errors import CharjaxError
+from charjax.errors import CharjaxError, check_range
 from charjax.labels import CLASSES
 from charjax.segment import text_ink
 
@@ -92,6 +94,9 @@ class LineDataOptions:
     Attributes:
       lines: how many lines in all.
       shares: share of printed, hand-written and joined lines.
+      hand_fonts: font files or folders of handwriting and cursive fonts to set lines in.
+      hand_font_share: share of all lines set in `hand_fonts` (when it names any); the
+        other kinds shrink in proportion.
       tokens: (min, max) words, numbers, dates or codes per line.
       val_fraction: lines kept for validation.
       seed: seeds the texts and the renderings.
@@ -101,16 +106,31 @@ class LineDataOptions:
     # Mostly print: unseen font families are what the first recipe (24,000 lines, 40% print)
     # read worst (2.3% CER against 0.6% with this one, MODEL_CARD.md "Line model").
     shares: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    hand_fonts: tuple[str, ...] = ()
+    hand_font_share: float = 0.15
     tokens: tuple[int, int] = (1, 3)
     val_fraction: float = 0.02
     seed: int = 0
 
+    def __post_init__(self):
+        check_range("hand_font_share", self.hand_font_share, 0.0, 1.0)
 
-def _render_chunk(job: tuple[str, int, int, tuple[int, int]]) -> list[tuple[np.ndarray, str]]:
+    def kind_counts(self) -> dict[str, int]:
+        """Lines of each kind ("fonts" for `hand_fonts`): `lines` in all."""
+        share = self.hand_font_share if self.hand_fonts else 0.0
+        kinds = zip(("print", "hand", "joined"), self.shares, strict=True)
+        counts = {kind: round(self.lines * (1 - share) * part) for kind, part in kinds}
+        return counts | {"fonts": round(self.lines * share)}
+
+
+def _render_chunk(job: tuple) -> list[tuple[np.ndarray, str]]:
     """(normalised uint8 line, text) pairs of one chunk: `n` lines of `kind`, seeded."""
-    kind, n, seed, tokens = job
-    if kind == "print":
-        faces = lines.faces_for("print", "train") + lines.faces_for("hand-print", "train")
+    kind, n, seed, tokens, hand_fonts = job
+    if kind in ("print", "fonts"):
+        if kind == "print":
+            faces = lines.faces_for("print", "train") + lines.faces_for("hand-print", "train")
+        else:
+            faces = lines.faces_in(hand_fonts)
         samples = []
         for i in range(n):  # one at a time: a face may lack a bitmap at some size
             try:
@@ -132,12 +152,12 @@ def _render_chunk(job: tuple[str, int, int, tuple[int, int]]) -> list[tuple[np.n
 
 def _jobs(options: LineDataOptions, chunk: int = 250) -> list:
     jobs = []
-    for k, (kind, share) in enumerate(zip(("print", "hand", "joined"), options.shares,
-                                          strict=True)):  # fmt: skip
-        total = round(options.lines * share)
+    for kind, total in options.kind_counts().items():
+        k = ("print", "hand", "joined", "fonts").index(kind)
         for i, start in enumerate(range(0, total, chunk)):
             seed = options.seed * 1_000_003 + k * 10_007 + i
-            jobs.append((kind, min(chunk, total - start), seed, options.tokens))
+            jobs.append((kind, min(chunk, total - start), seed, options.tokens,
+                         options.hand_fonts))  # fmt: skip
     return jobs
 
 
@@ -150,6 +170,8 @@ def build_line_cache(path, options: LineDataOptions = LineDataOptions(), workers
         meta = json.loads((path / "meta.json").read_text())
         if meta.get("options") == json.loads(json.dumps(asdict(options))):
             return load_line_cache(path)
+    if options.hand_fonts and not lines.faces_in(options.hand_fonts):
+        raise CharjaxError(f"no usable font in {', '.join(options.hand_fonts)}")
     pairs = []
     for chunk in _render(_jobs(options), workers):
         pairs.extend(chunk)

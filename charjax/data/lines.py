@@ -107,8 +107,22 @@ def line_text(rng: np.random.Generator, tokens: tuple[int, int] = (3, 6)) -> str
 @functools.cache
 def _installed_faces() -> tuple[Face, ...]:
     """The first face of every font file on the machine, with its family name."""
+    return _faces_of(fonts.find_font_files())
+
+
+@functools.cache
+def faces_in(paths: tuple[str, ...]) -> tuple[Face, ...]:
+    """Usable faces of the font files at `paths` (files or folders, searched recursively),
+    less the cursive families of the "script" kind: a line model trained on these still meets
+    the benchmark's script lines unseen."""
+    script = tuple(s.lower() for s in SCRIPT_FAMILIES)
+    faces = _faces_of(fonts.find_font_files(paths, system=False))
+    return tuple(f for f in faces if not f.family.lower().startswith(script) and _usable(f))
+
+
+def _faces_of(paths) -> tuple[Face, ...]:
     faces = []
-    for path in fonts.find_font_files():
+    for path in paths:
         try:
             family, style = font_render.load_face(str(path)).getname()
         except (OSError, ValueError):
