@@ -31,7 +31,7 @@ from charjax.line_train import LineTrainConfig, run_line_training
 def train_lines(workdir, steps, batch_size, lr, lines, cache, hand_fonts, hand_font_share, distort,
                 seed, no_progress):  # fmt: skip
     """Train a line model: a convolutional network read out with CTC, on lines rendered from
-    the train-split fonts and the handwriting synthesis's train writers.
+    the train-split fonts, the handwriting synthesis's train writers and any --hand-fonts.
 
     It reads a whole line at once, so joined script needs no cutting into glyphs and case
     comes from the line. The lines are rendered once into a cache (a few minutes on 2 cores).

@@ -189,7 +189,7 @@ def test_hand_fonts_leave_out_the_benchmarks_script_families(tmp_path, monkeypat
 
 def test_line_cache_sets_lines_in_the_hand_fonts_given(tmp_path):
     shutil.copy(dejavu("DejaVuSans.ttf"), tmp_path / "DejaVuSans.ttf")
-    options = LineDataOptions(lines=6, hand_fonts=(str(tmp_path),), hand_font_share=1.0,
+    options = LineDataOptions(lines=6, hand_fonts=[tmp_path], hand_font_share=1.0,
                               tokens=(1, 1), val_fraction=0.0)  # fmt: skip
     cache = build_line_cache(tmp_path / "cache", options, workers=1)
     assert len(cache["lengths"]) == 6 and (cache["widths"] > 2 * MARGIN).all()

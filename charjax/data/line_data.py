@@ -114,6 +114,8 @@ class LineDataOptions:
 
     def __post_init__(self):
         check_range("hand_font_share", self.hand_font_share, 0.0, 1.0)
+        # Paths as strings in a tuple: the options are hashed, cached and written as JSON.
+        object.__setattr__(self, "hand_fonts", tuple(str(p) for p in self.hand_fonts))
 
     def kind_counts(self) -> dict[str, int]:
         """Lines of each kind ("fonts" for `hand_fonts`): `lines` in all."""
