@@ -74,8 +74,8 @@ pretrained: setup hand-fonts
 		--drawn $(PRETRAINED_WORK)/drawn --json $(PRETRAINED_WORK)/numbers.json
 
 # Handwriting and cursive fonts for both bundled models, from the npm registry's @fontsource
-# packages (SIL Open Font License; latin subset, every weight): 30 joined or cursive scripts
-# and 14 hand-print faces. None is of the benchmark's script families (lines.SCRIPT_FAMILIES).
+# packages (SIL Open Font License; latin subset, every weight): 27 joined or cursive scripts
+# and 17 hand-print families. None is of the benchmark's script families (lines.SCRIPT_FAMILIES).
 HAND_FONTS := build/hand-fonts
 HAND_FONT_PACKAGES := alex-brush allura bad-script birthstone cedarville-cursive cookie \
 	corinthia courgette damion ephesis grand-hotel great-vibes homemade-apple italianno \
@@ -96,8 +96,8 @@ $(HAND_FONTS)/.fetched:
 
 # The bundled line model, charjax/pretrained/lines/ (MODEL_CARD.md, "Line model"): 40,000
 # lines rendered from the train-split fonts, the hand fonts above (15%) and the synthetic train
-# writers (about 10 min on 2 cores), 8,000 steps with slant and stroke-weight distortion
-# (about 56 min), copied in whole.
+# writers (4 min on 2 cores), 8,000 steps with slant and stroke-weight distortion (about
+# 60 min), copied in whole.
 PRETRAINED_LINES := build/pretrained-lines
 .PHONY: pretrained-lines
 pretrained-lines: setup hand-fonts

@@ -41,6 +41,8 @@ ALPHABET = CLASSES + " "
 BLANK = 0
 # The ink fills these rows of LINE_HEIGHT; the rest is a margin, so strokes never touch it.
 MARGIN = 2
+# Kinds of training line; "fonts" are set in `LineDataOptions.hand_fonts`. The order seeds them.
+TRAIN_KINDS = ("print", "hand", "joined", "fonts")
 
 
 def encode(text: str) -> np.ndarray:
@@ -120,7 +122,7 @@ class LineDataOptions:
     def kind_counts(self) -> dict[str, int]:
         """Lines of each kind ("fonts" for `hand_fonts`): `lines` in all."""
         share = self.hand_font_share if self.hand_fonts else 0.0
-        kinds = zip(("print", "hand", "joined"), self.shares, strict=True)
+        kinds = zip(TRAIN_KINDS[:3], self.shares, strict=True)
         counts = {kind: round(self.lines * (1 - share) * part) for kind, part in kinds}
         return counts | {"fonts": round(self.lines * share)}
 
@@ -155,7 +157,7 @@ def _render_chunk(job: tuple) -> list[tuple[np.ndarray, str]]:
 def _jobs(options: LineDataOptions, chunk: int = 250) -> list:
     jobs = []
     for kind, total in options.kind_counts().items():
-        k = ("print", "hand", "joined", "fonts").index(kind)
+        k = TRAIN_KINDS.index(kind)
         for i, start in enumerate(range(0, total, chunk)):
             seed = options.seed * 1_000_003 + k * 10_007 + i
             jobs.append((kind, min(chunk, total - start), seed, options.tokens,

@@ -115,9 +115,13 @@ def faces_in(paths: tuple[str, ...]) -> tuple[Face, ...]:
     """Usable faces of the font files at `paths` (files or folders, searched recursively),
     less the cursive families of the "script" kind: a line model trained on these still meets
     the benchmark's script lines unseen."""
-    script = tuple(s.lower() for s in SCRIPT_FAMILIES)
     faces = _faces_of(fonts.find_font_files(paths, system=False))
-    return tuple(f for f in faces if not f.family.lower().startswith(script) and _usable(f))
+    return tuple(f for f in faces if not _is_script(f) and _usable(f))
+
+
+def _is_script(face: Face) -> bool:
+    """Whether `face` is of one of the cursive families of the "script" kind."""
+    return face.family.lower().startswith(tuple(s.lower() for s in SCRIPT_FAMILIES))
 
 
 def _faces_of(paths) -> tuple[Face, ...]:
@@ -145,9 +149,8 @@ def faces_for(kind: str, split: str = "test") -> tuple[Face, ...]:
     `split` (the test split by default: the classifier never saw them); for "script", the
     cursive families; for "hand-print", the handwriting families of `split` that do not join."""
     faces = _installed_faces()
-    script = tuple(s.lower() for s in SCRIPT_FAMILIES)
     if kind == "script":
-        chosen = [f for f in faces if f.family.lower().startswith(script)]
+        chosen = [f for f in faces if _is_script(f)]
     else:
         hand = tuple(h.lower() for h in fonts.HANDWRITING_FAMILIES)
         plan = split_faces([f.family for f in faces], [f.name for f in faces])
@@ -155,7 +158,7 @@ def faces_for(kind: str, split: str = "test") -> tuple[Face, ...]:
         chosen = [f for f in faces if f.family in families]
         if kind == "hand-print":
             chosen = [f for f in chosen if f.family.lower().startswith(hand)
-                      and not f.family.lower().startswith(script)]  # fmt: skip
+                      and not _is_script(f)]  # fmt: skip
         else:
             chosen = [f for f in chosen if not f.family.lower().startswith(hand)]
     return tuple(f for f in chosen if _usable(f))
