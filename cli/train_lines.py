@@ -26,10 +26,13 @@ from charjax.line_train import LineTrainConfig, run_line_training
 @click.option("--distort", default=LineTrainConfig.distort, show_default=True,
               type=click.FloatRange(0, 2),
               help="Slant and stroke-weight augmentation strength (0: off).")  # fmt: skip
+@click.option("--init", default=None, type=click.Path(exists=True, file_okay=False),
+              help="A saved line model to start from (fine-tune), e.g. charjax's bundled "
+              "one or WORKDIR/model of an earlier run.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def train_lines(workdir, steps, batch_size, lr, lines, cache, hand_fonts, hand_font_share, distort,
-                seed, no_progress):  # fmt: skip
+                init, seed, no_progress):  # fmt: skip
     """Train a line model: a convolutional network read out with CTC, on lines rendered from
     the train-split fonts, the handwriting synthesis's train writers and any --hand-fonts.
 
@@ -40,10 +43,12 @@ def train_lines(workdir, steps, batch_size, lr, lines, cache, hand_fonts, hand_f
     Example:
       charjax train-lines --workdir runs/lines --steps 8000
       charjax train-lines --workdir runs/lines --hand-fonts build/hand-fonts
+      charjax train-lines --workdir runs/more --init runs/lines/model --steps 2000 --lr 5e-4
       charjax read --engine lines --lines-model runs/lines/model note.png
     """
     config = LineTrainConfig(steps=steps, batch_size=batch_size, lr=lr, distort=distort,
                              seed=seed)  # fmt: skip
     options = LineDataOptions(lines=lines, hand_fonts=hand_fonts, hand_font_share=hand_font_share,
                               seed=seed)  # fmt: skip
-    run_line_training(workdir, config, options, cache, progress=not no_progress, echo=click.echo)
+    run_line_training(workdir, config, options, cache, init=init, progress=not no_progress,
+                      echo=click.echo)  # fmt: skip

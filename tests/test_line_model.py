@@ -29,9 +29,11 @@ from charjax.line_model import LineModel, greedy_decode, save_line_model
 from charjax.line_train import (
     LineTrainConfig,
     _shear,
+    _stretch,
     _weight,
     create_state,
     run_line_training,
+    train_lines,
     train_step,
 )
 from charjax.models.line import STRIDE, LineNet
@@ -150,6 +152,59 @@ def test_weight_augmentation_makes_strokes_bolder_lighter_or_keeps_them():
     out = np.asarray(_weight(jnp.asarray(images), jnp.array([0, 1, 2])))
     assert out[0].sum() > images[0].sum() > out[1].sum() > 0
     np.testing.assert_array_equal(out[2], images[2])
+
+
+def test_width_augmentation_scales_the_columns_and_one_keeps_the_line():
+    images = np.zeros((3, LINE_HEIGHT, 128), np.float32)
+    images[:, 8:24, 10:60] = np.random.default_rng(0).random((3, 16, 50))
+    widths, lengths = jnp.array([64, 64, 64]), jnp.array([2, 2, 2])
+    out, new_widths = _stretch(jnp.asarray(images), widths, lengths, jnp.array([1.0, 0.5, 1.5]))
+    out = np.asarray(out)
+    np.testing.assert_allclose(out[0], images[0], atol=1e-6)
+    assert list(new_widths) == [64, 32, 96]
+    inked = [np.flatnonzero(o.sum(axis=0))[[0, -1]] for o in out]
+    # Columns 10-59 scaled (an edge column interpolates between ink and paper).
+    assert list(inked[1]) == [5, 29] and list(inked[2]) == [14, 89]
+    assert out[1].sum() == pytest.approx(images[1].sum() / 2, rel=0.05)  # ink scales with width
+
+
+def test_width_augmentation_keeps_lines_in_the_batch_and_two_ctc_steps_per_character():
+    images = np.ones((2, LINE_HEIGHT, 128), np.float32)
+    # A factor of 4 would overflow the batch's 128 columns; 0.1 would leave the 10
+    # characters fewer than 2 output steps each.
+    _, widths = _stretch(jnp.asarray(images), jnp.array([100, 100]), jnp.array([1, 10]),
+                         jnp.array([4.0, 0.1]))  # fmt: skip
+    assert int(widths[0]) == 128 and int(widths[1]) >= 2 * 10 * STRIDE
+
+
+def _tiny_cache(n: int = 8) -> dict:
+    rng = np.random.default_rng(0)
+    labels = np.zeros((n, 4), np.int32)
+    labels[:, :2] = rng.integers(1, len(ALPHABET), (n, 2))
+    return {"images": rng.integers(0, 256, (n, LINE_HEIGHT, 128), dtype=np.uint8),
+            "widths": np.full(n, 128), "labels": labels, "lengths": np.full(n, 2),
+            "splits": np.array([0] * (n - 2) + [1, 1])}  # fmt: skip
+
+
+def test_train_lines_from_a_saved_model_starts_from_its_parameters(tmp_path):
+    params = SMALL.init(jax.random.PRNGKey(7), jnp.zeros((1, LINE_HEIGHT, 128, 1)))["params"]
+    save_line_model(tmp_path / "start", params, {"val_cer": 0.5}, SMALL)
+    start = LineModel.load(tmp_path / "start")
+    # A learning rate of 0 (AdamW's decay is scaled by it too) leaves the parameters alone.
+    config = LineTrainConfig(steps=2, batch_size=2, lr=0.0, eval_every=100)
+    train_lines(config, _tiny_cache(), tmp_path / "run", init=start, progress=False,
+                echo=lambda *_: None)  # fmt: skip
+    tuned = LineModel.load(tmp_path / "run" / "model")
+    assert tuned.model == SMALL and tuned.meta["init"] == str(tmp_path / "start")
+    for got, want in zip(jax.tree.leaves(tuned.params), jax.tree.leaves(params), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_line_training_from_something_not_a_line_model_stops_before_rendering(tmp_path):
+    with pytest.raises(CharjaxError, match="not a charjax line model"):
+        run_line_training(tmp_path / "run", LineTrainConfig(), LineDataOptions(lines=10),
+                          tmp_path / "cache", init=tmp_path, progress=False)  # fmt: skip
+    assert not (tmp_path / "cache").exists()
 
 
 def test_run_line_training_renders_a_cache_trains_and_saves_a_model_that_loads(tmp_path):
