@@ -53,7 +53,8 @@ class LineTrainConfig:
       lr: peak learning rate of the warmup-cosine schedule; warmup: its warmup steps.
       weight_decay: AdamW's decoupled weight decay.
       eval_every: steps between measurements of the validation character error rate.
-      distort: strength of the width, slant and stroke-weight augmentation (0: off).
+      distort: strength of the width, slant, stroke-weight, resolution and blur
+        augmentation (0: off).
       seed: seeds the initialisation, batches and augmentation.
     """
 
@@ -110,20 +111,53 @@ def _stretch(images, widths, lengths, factor):
     return out, jnp.minimum(jnp.ceil(widths * factor), w).astype(jnp.int32)
 
 
+def _blur(images, sigma):
+    """Each line blurred by a gaussian of its `sigma` (rows and columns, 5 taps): out-of-focus
+    photos and soft scans. images: [B, H, W]; sigma: [B] (0: unchanged)."""
+    taps = jnp.arange(-2, 3, dtype=jnp.float32)
+    kernel = jnp.exp(-(taps[None, :] ** 2) / (2 * jnp.maximum(sigma[:, None], 1e-3) ** 2))
+    kernel = kernel / kernel.sum(axis=1, keepdims=True)  # [B, 5]
+    h, w = images.shape[1:]
+    pad = jnp.pad(images, ((0, 0), (2, 2), (2, 2)))
+    rows = sum(kernel[:, i, None, None] * pad[:, i : i + h, :] for i in range(5))
+    return sum(kernel[:, i, None, None] * rows[:, :, i : i + w] for i in range(5))
+
+
+def _coarsen(images, factor):
+    """Lines shown at 1/2 or 1/3 of the resolution (`factor` 2 or 3; 1: unchanged), scaled
+    back up: text 11-16 px high, as in small print, low-resolution scans and distant photos.
+    images: [B, H, W]; factor: [B] of 1, 2 or 3."""
+    b, h, w = images.shape
+    out = images
+    for f in (2, 3):
+        small = jax.image.resize(images, (b, round(h / f), round(w / f)), "linear")
+        out = jnp.where(
+            (factor == f)[:, None, None], jax.image.resize(small, images.shape, "linear"), out
+        )
+    return out
+
+
 def _augment(key, images, widths, lengths, distort: float = 0.0):
     """Per line: ink strength 0.55-1, a vertical shift of up to 2 rows, a little noise; with
     `distort` > 0 also a width scaled by up to 1.3 ** distort either way, a slant of up to
-    0.25 * distort and, for a third of the lines each, bolder or lighter strokes.
+    0.25 * distort, bolder or lighter strokes (a third of the lines each), a lower
+    resolution (a sixth each at 1/2 and 1/3) and a blur of sigma up to 1.2 * distort px (a
+    third).
 
     images: float32 [B, H, W] ink in [0, 1]; widths, lengths: [B] -> (images, widths)."""
     k1, k2, k3 = jax.random.split(key, 3)
     b = images.shape[0]
     if distort:
-        k4, k5, k6 = jax.random.split(jax.random.fold_in(key, 1), 3)
+        k4, k5, k6, k7, k8, k9 = jax.random.split(jax.random.fold_in(key, 1), 6)
         log_factor = jax.random.uniform(k6, (b,), minval=-1.0, maxval=1.0) * distort
         images, widths = _stretch(images, widths, lengths, 1.3**log_factor)
         images = _shear(images, jax.random.uniform(k4, (b,), minval=-0.25, maxval=0.25) * distort)
         images = _weight(images, jax.random.randint(k5, (b,), 0, 3))
+        images = _coarsen(images, jnp.maximum(jax.random.randint(k7, (b,), -2, 4), 1))
+        sigma = jax.random.uniform(k8, (b,), minval=0.4, maxval=1.2) * distort
+        images = _blur(images, jnp.where(jax.random.uniform(k9, (b,)) < 1 / 3, sigma, 0.0))
+        # Reading normalises each image's contrast (`preprocess.ink_map`): so does training.
+        images = images / jnp.maximum(images.max(axis=(1, 2), keepdims=True), 0.1)
     gain = jax.random.uniform(k1, (b, 1, 1), minval=0.55, maxval=1.0)
     shift = jax.random.randint(k2, (b,), -2, 3)
     shifted = jax.vmap(lambda im, s: jnp.roll(im, s, axis=0))(images, shift)

@@ -28,6 +28,8 @@ from charjax.labels import CLASSES
 from charjax.line_model import LineModel, greedy_decode, save_line_model
 from charjax.line_train import (
     LineTrainConfig,
+    _blur,
+    _coarsen,
     _shear,
     _stretch,
     _weight,
@@ -175,6 +177,20 @@ def test_width_augmentation_keeps_lines_in_the_batch_and_two_ctc_steps_per_chara
     _, widths = _stretch(jnp.asarray(images), jnp.array([100, 100]), jnp.array([1, 10]),
                          jnp.array([4.0, 0.1]))  # fmt: skip
     assert int(widths[0]) == 128 and int(widths[1]) >= 2 * 10 * STRIDE
+
+
+def test_blur_and_low_resolution_augmentations_spread_a_stroke_and_keep_its_ink():
+    images = np.zeros((3, LINE_HEIGHT, 64), np.float32)
+    images[:, 8:24, 30:32] = 1.0  # a 2-column bar
+    x = jnp.asarray(images)
+    blurred = np.asarray(_blur(x, jnp.array([0.0, 0.6, 1.2])))
+    coarse = np.asarray(_coarsen(x, jnp.array([1, 2, 3])))
+    np.testing.assert_allclose(blurred[0], images[0], atol=1e-6)
+    np.testing.assert_allclose(coarse[0], images[0], atol=1e-6)
+    for out in (blurred, coarse):
+        np.testing.assert_allclose(out.sum(axis=(1, 2)), images[0].sum(), rtol=0.02)
+        spread = [np.count_nonzero(row > 0.01) for row in out[:, 16]]
+        assert spread[0] == 2 < spread[1] < spread[2]  # wider with sigma and coarseness
 
 
 def _tiny_cache(n: int = 8) -> dict:
