@@ -47,6 +47,7 @@ from charjax.read_context import (
 from charjax.segment import (
     Group,
     SegmentConfig,
+    despeckle,
     find_groups,
     find_lines,
     piece,
@@ -189,6 +190,7 @@ class Reader:
             image = load_image(image)
         cfg = self.config
         ink, scale = text_ink(image, self.predictor.spec.polarity, cfg.segment.max_side)
+        ink = despeckle(ink, cfg.segment.threshold)
         mask = ink > cfg.segment.threshold
         if not mask.any():
             return Reading("", note="no text found (the image is blank)")

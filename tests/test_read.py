@@ -12,7 +12,7 @@ from charjax.labels import CLASSES
 from charjax.predict import load
 from charjax.read import Reader
 from charjax.read_context import LineGeometry, apply_case, best_sequence, word_breaks
-from charjax.segment import find_groups, find_lines, text_ink
+from charjax.segment import despeckle, find_groups, find_lines, text_ink
 
 SANS = line_face("DejaVuSans.ttf", "DejaVu Sans")
 SERIF = line_face("DejaVuSerif.ttf", "DejaVu Serif")
@@ -70,6 +70,18 @@ def test_dots_of_i_and_j_join_their_stems():
     mask = ink > 0.2
     (top, bottom), = find_lines(mask)  # fmt: skip
     assert len(find_groups(mask, top, bottom)) == 3
+
+
+def test_despeckle_drops_lone_noisy_pixels_and_keeps_strokes_with_their_faint_edges():
+    ink = np.zeros((20, 30), np.float32)
+    ink[5:15, 10:12] = 1.0  # a stroke
+    ink[5:15, 12] = 0.15  # its anti-aliased edge, below the threshold
+    ink[2, 25] = ink[17, 3] = 0.9  # two lone noisy pixels
+    ink[18, 26] = 0.15  # faint noise
+    clean = despeckle(ink, 0.2)
+    expected = ink.copy()
+    expected[2, 25] = expected[17, 3] = expected[18, 26] = 0.0
+    np.testing.assert_array_equal(clean, expected)
 
 
 def test_touching_glyphs_are_split_by_the_cut_search(reader):
