@@ -35,7 +35,7 @@ from charjax.errors import CharjaxError
 from charjax.labels import CLASSES, parse_charset, restrict
 from charjax.line_model import LineModel, LineRead, load_line_model
 from charjax.models.line import STRIDE
-from charjax.preprocess import NO_INK, has_ink, load_image, preprocess
+from charjax.preprocess import NO_INK, despeckle, has_ink, load_image, preprocess
 from charjax.read_context import (
     LineGeometry,
     apply_case,
@@ -47,7 +47,6 @@ from charjax.read_context import (
 from charjax.segment import (
     Group,
     SegmentConfig,
-    despeckle,
     find_groups,
     find_lines,
     piece,

@@ -84,21 +84,6 @@ def text_ink(image, polarity: str = "auto", max_side: int = SegmentConfig.max_si
     return ink_map(grey, polarity), max(scale, 1.0)
 
 
-def despeckle(ink: np.ndarray, threshold: float, min_area: int = 3) -> np.ndarray:
-    """`ink` with what lies away from strokes zeroed: the sensor noise of a photo or a scan.
-
-    A stroke is a connected piece of ink above `threshold` of at least `min_area` pixels;
-    ink within 2 pixels of one (its anti-aliased edge, a faint hairline's start) is kept,
-    the rest is not. Left in, single noisy pixels stretch the ink box a line is scaled by,
-    and rows of them pass for lines of text.
-    """
-    labels, _ = ndimage.label(ink > threshold, structure=np.ones((3, 3), bool))
-    areas = np.bincount(labels.ravel())
-    areas[0] = 0
-    strokes = (areas >= min_area)[labels]
-    return np.where(ndimage.binary_dilation(strokes, iterations=2), ink, 0.0).astype(ink.dtype)
-
-
 def find_lines(mask: np.ndarray) -> list[tuple[int, int]]:
     """Row bands (top, bottom) holding text lines, top to bottom, by horizontal projection.
 

@@ -10,9 +10,10 @@ from PIL import Image, ImageDraw, ImageFont
 from charjax.data.lines import make_line_set, render_print
 from charjax.labels import CLASSES
 from charjax.predict import load
+from charjax.preprocess import despeckle
 from charjax.read import Reader
 from charjax.read_context import LineGeometry, apply_case, best_sequence, word_breaks
-from charjax.segment import despeckle, find_groups, find_lines, text_ink
+from charjax.segment import find_groups, find_lines, text_ink
 
 SANS = line_face("DejaVuSans.ttf", "DejaVu Sans")
 SERIF = line_face("DejaVuSerif.ttf", "DejaVu Serif")
