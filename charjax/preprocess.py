@@ -130,6 +130,10 @@ def to_grey(image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
+# Paper whose level varies by less than this (of the 0-1 grey range) counts as evenly lit.
+_UNEVEN = 0.08
+
+
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
@@ -139,12 +143,15 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
 
 
-def ink_map(grey: np.ndarray, polarity: str = "auto") -> np.ndarray:
+def ink_map(grey: np.ndarray, polarity: str = "auto", even_light: bool = False) -> np.ndarray:
     """Grey [H, W] in [0, 1] -> ink strength [H, W] in [0, 1] on a zero background.
 
     The background level is the median of the image border. With polarity "auto", the ink is
     whichever extreme (dark or light) lies farther from that background, so dark ink on paper,
-    chalk on a board and a photo of a grey sign all come out the same way round.
+    chalk on a board and a photo of a grey sign all come out the same way round. With
+    `even_light`, paper whose brightness varies across the image (a photo of a page lit from
+    one side) is measured against its own local level instead (`_paper`); an evenly lit image
+    comes out the same either way.
     """
     h, w = grey.shape
     ring = max(1, min(h, w) // 16)
@@ -157,7 +164,13 @@ def ink_map(grey: np.ndarray, polarity: str = "auto") -> np.ndarray:
         dark_ink = (background - lo) >= (hi - background)
     else:
         dark_ink = polarity == "dark-on-light"
-    ink = (background - grey) if dark_ink else (grey - background)
+    paper = _paper(grey, dark_ink) if even_light else None
+    if paper is not None and dark_ink:  # light multiplies paper and ink alike: divide it out
+        ink = (paper - grey) / np.maximum(paper, 0.05)
+    elif paper is not None:
+        ink = grey - paper
+    else:
+        ink = (background - grey) if dark_ink else (grey - background)
     ink = np.clip(ink, 0.0, None)
     # Normalise contrast by a robust maximum so faint pencil and bold marker look alike.
     peak = float(np.percentile(ink, 99.5)) if ink.size > 400 else float(ink.max(initial=0))
@@ -165,6 +178,29 @@ def ink_map(grey: np.ndarray, polarity: str = "auto") -> np.ndarray:
     if peak < _BLANK_CONTRAST:
         return np.zeros_like(grey)
     return np.clip(ink / peak, 0.0, 1.0)
+
+
+def _paper(grey: np.ndarray, dark_ink: bool) -> np.ndarray | None:
+    """The paper's own level under each pixel of a text image, or None if the paper is evenly
+    lit (its level varies by less than `_UNEVEN` across the image).
+
+    Per block of an eighth of the image's short side (at least 8 px), the paper is the
+    brightest tenth of the block for dark ink (the darkest for light ink), so ink covering
+    up to 90% of a block does not count; each block then takes the median of its 3x3
+    neighbours (a block inside a thick stroke is outvoted; a gradient is not biased, as the
+    lightest neighbour would bias it), and the grid is scaled up smoothly.
+    """
+    h, w = grey.shape
+    b = max(8, min(h, w) // 8)
+    gh, gw = -(-h // b), -(-w // b)
+    padded = np.pad(grey, ((0, gh * b - h), (0, gw * b - w)), mode="edge")
+    blocks = padded.reshape(gh, b, gw, b).transpose(0, 2, 1, 3).reshape(gh, gw, b * b)
+    level = np.percentile(blocks, 90 if dark_ink else 10, axis=2).astype(np.float32)
+    level = ndimage.median_filter(level, size=3, mode="nearest")
+    if level.max() - level.min() < _UNEVEN:
+        return None
+    surface = Image.fromarray(level).resize((gw * b, gh * b), Image.Resampling.BILINEAR)
+    return np.asarray(surface, np.float32)[:h, :w]
 
 
 def despeckle(ink: np.ndarray, threshold: float, min_area: int = 3) -> np.ndarray:

@@ -71,7 +71,10 @@ class Group:
 
 def text_ink(image, polarity: str = "auto", max_side: int = SegmentConfig.max_side):
     """Ink strength float32 [H, W] in [0, 1] of a text image (dark-on-light or the reverse),
-    with the same ink detection as `charjax.preprocess`; large images are scaled down.
+    with the same ink detection as `charjax.preprocess`; large images are scaled down. Unlike
+    a single glyph's, a page's paper is measured locally where the light is uneven (a photo
+    of a note): a page has room for the blocks that measure it, and a glyph image is mostly
+    stroke.
 
     Returns:
       (ink, scale): scale multiplies ink coordinates back into the image's pixels.
@@ -81,7 +84,7 @@ def text_ink(image, polarity: str = "auto", max_side: int = SegmentConfig.max_si
     if scale > 1:
         size = (round(grey.shape[1] / scale), round(grey.shape[0] / scale))
         grey = np.asarray(Image.fromarray(grey).resize(size, Image.Resampling.BOX))
-    return ink_map(grey, polarity), max(scale, 1.0)
+    return ink_map(grey, polarity, even_light=True), max(scale, 1.0)
 
 
 def find_lines(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -34,6 +34,16 @@ def test_a_line_under_the_sensor_noise_of_a_photo_reads_as_clean(reader):
     assert char_errors(got, text) <= 1
 
 
+def test_a_page_lit_from_one_side_reads_as_evenly_lit(reader):
+    # The paper darkens from 255 to about 100 across the line, as in a photo of a page lit
+    # from one side: against one paper level, its dark end read as a block of ink.
+    text = "Oxygen 2024 valve KX42B"
+    line = render_print(text, SANS, 40).astype(np.float32)
+    h, w = line.shape
+    light = 1 - np.linspace(0, 0.5, w)[None, :] - np.linspace(0, 0.1, h)[:, None]
+    assert char_errors(reader.read((line * light).astype(np.uint8)).text, text) <= 1
+
+
 def test_case_of_same_shape_letters_comes_from_the_whole_line(reader):
     text = "Swiss cows ZOO"
     got = reader.read(render_print(text, SANS, 40)).text
