@@ -87,12 +87,35 @@ HAND_FONT_PACKAGES := alex-brush allura bad-script birthstone cedarville-cursive
 .PHONY: hand-fonts
 hand-fonts: $(HAND_FONTS)/.fetched
 $(HAND_FONTS)/.fetched:
-	rm -rf $(HAND_FONTS) && mkdir -p $(HAND_FONTS)/packages
-	cd $(HAND_FONTS)/packages && npm pack --silent $(addprefix @fontsource/,$(HAND_FONT_PACKAGES)) >/dev/null
-	for f in $(HAND_FONTS)/packages/*.tgz; do \
-		tar -xzf $$f -C $(HAND_FONTS) --strip-components=2 --wildcards 'package/files/*-latin-[0-9]*-normal.woff'; \
+	$(call fontsource,$(HAND_FONTS),$(HAND_FONT_PACKAGES))
+
+# Printed fonts for the line model's printed lines, from @fontsource too: 59 families (sans,
+# serif, mono, condensed and square "techno" faces; 337 faces with their weights), none of the
+# installed fonts' families (so none of the benchmark's test split; lines.faces_in checks).
+PRINT_FONTS := build/print-fonts
+PRINT_FONT_PACKAGES := orbitron michroma exo-2 saira saira-condensed rajdhani chakra-petch \
+	oxanium russo-one audiowide aldrich share-tech-mono tomorrow titillium-web teko khand \
+	electrolize quantico sarpanch iceland lato montserrat poppins raleway ubuntu barlow \
+	barlow-condensed fira-sans-condensed archivo-narrow oswald anton pathway-gothic-one abel \
+	asap-condensed encode-sans-condensed ibm-plex-sans-condensed ibm-plex-mono ibm-plex-serif \
+	merriweather playfair-display libre-baskerville crimson-text eb-garamond lora bitter arvo \
+	zilla-slab space-mono space-grotesk inconsolata source-code-pro overpass work-sans manrope \
+	nunito mulish josefin-sans kanit prompt
+.PHONY: print-fonts
+print-fonts: $(PRINT_FONTS)/.fetched
+$(PRINT_FONTS)/.fetched:
+	$(call fontsource,$(PRINT_FONTS),$(PRINT_FONT_PACKAGES))
+
+# $(call fontsource,DIR,PACKAGES): the latin upright faces, every weight, of the @fontsource
+# PACKAGES (npm pack: no install, no node_modules) into DIR.
+define fontsource
+	rm -rf $(1) && mkdir -p $(1)/packages
+	cd $(1)/packages && npm pack --silent $(addprefix @fontsource/,$(2)) >/dev/null
+	for f in $(1)/packages/*.tgz; do \
+		tar -xzf $$f -C $(1) --strip-components=2 --wildcards 'package/files/*-latin-[0-9]*-normal.woff'; \
 	done
-	rm -rf $(HAND_FONTS)/packages && touch $@
+	rm -rf $(1)/packages && touch $(1)/.fetched
+endef
 
 # The bundled line model, charjax/pretrained/lines/ (MODEL_CARD.md, "Line model"): 40,000
 # lines rendered from the train-split fonts, the hand fonts above (15%) and the synthetic train

@@ -23,18 +23,23 @@ from charjax.line_train import LineTrainConfig, run_line_training
 @click.option("--hand-font-share", default=LineDataOptions.hand_font_share, show_default=True,
               type=click.FloatRange(0, 1),
               help="Share of the lines set in --hand-fonts.")  # fmt: skip
+@click.option("--print-fonts", multiple=True, type=click.Path(exists=True),
+              help="Printed font file or folder to set the printed lines in too, beside the "
+              "installed fonts (repeatable; `make print-fonts` fetches 59 families).")  # fmt: skip
 @click.option("--distort", default=LineTrainConfig.distort, show_default=True,
               type=click.FloatRange(0, 2),
-              help="Slant and stroke-weight augmentation strength (0: off).")  # fmt: skip
+              help="Width, slant, stroke-weight, resolution and blur augmentation strength "
+              "(0: off).")  # fmt: skip
 @click.option("--init", default=None, type=click.Path(exists=True, file_okay=False),
               help="A saved line model to start from (fine-tune), e.g. charjax's bundled "
               "one or WORKDIR/model of an earlier run.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def train_lines(workdir, steps, batch_size, lr, lines, cache, hand_fonts, hand_font_share, distort,
-                init, seed, no_progress):  # fmt: skip
+def train_lines(workdir, steps, batch_size, lr, lines, cache, hand_fonts, hand_font_share,
+                print_fonts, distort, init, seed, no_progress):  # fmt: skip
     """Train a line model: a convolutional network read out with CTC, on lines rendered from
-    the train-split fonts, the handwriting synthesis's train writers and any --hand-fonts.
+    the train-split fonts, the handwriting synthesis's train writers and any --hand-fonts
+    and --print-fonts.
 
     It reads a whole line at once, so joined script needs no cutting into glyphs and case
     comes from the line. The lines are rendered once into a cache (a few minutes on 2 cores).
@@ -42,13 +47,14 @@ def train_lines(workdir, steps, batch_size, lr, lines, cache, hand_fonts, hand_f
     \b
     Example:
       charjax train-lines --workdir runs/lines --steps 8000
-      charjax train-lines --workdir runs/lines --hand-fonts build/hand-fonts
+      charjax train-lines --workdir runs/lines --hand-fonts build/hand-fonts \
+          --print-fonts build/print-fonts
       charjax train-lines --workdir runs/more --init runs/lines/model --steps 2000 --lr 5e-4
       charjax read --engine lines --lines-model runs/lines/model note.png
     """
     config = LineTrainConfig(steps=steps, batch_size=batch_size, lr=lr, distort=distort,
                              seed=seed)  # fmt: skip
     options = LineDataOptions(lines=lines, hand_fonts=hand_fonts, hand_font_share=hand_font_share,
-                              seed=seed)  # fmt: skip
+                              print_fonts=print_fonts, seed=seed)  # fmt: skip
     run_line_training(workdir, config, options, cache, init=init, progress=not no_progress,
                       echo=click.echo)  # fmt: skip

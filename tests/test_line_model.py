@@ -268,9 +268,31 @@ def test_line_cache_sets_lines_in_the_hand_fonts_given(tmp_path):
     assert all(text and set(text) <= set(ALPHABET) for text in texts)
 
 
-def test_line_cache_refuses_hand_fonts_with_no_usable_font(tmp_path):
+def test_extra_fonts_leave_out_the_benchmarks_printed_test_families(tmp_path, monkeypatch):
+    for name in ("DejaVuSans.ttf", "DejaVuSerif.ttf"):
+        shutil.copy(dejavu(name), tmp_path / name)
+    serif = lines.Face(str(tmp_path / "DejaVuSerif.ttf"), 0, "DejaVu Serif", "DejaVu Serif")
+    held_out = {("print", "test"): (serif,)}
+    monkeypatch.setattr(
+        lines, "faces_for", lambda kind, split="test": held_out.get((kind, split), ())
+    )
+    assert [f.family for f in lines.faces_in((str(tmp_path),))] == ["DejaVu Sans"]
+
+
+def test_line_cache_sets_printed_lines_in_the_print_fonts_given(tmp_path, monkeypatch):
+    # With no installed fonts, the printed lines can only come from the fonts given.
+    monkeypatch.setattr(lines, "faces_for", lambda kind, split="test": ())
+    shutil.copy(dejavu("DejaVuSans.ttf"), tmp_path / "DejaVuSans.ttf")
+    options = LineDataOptions(lines=6, shares=(1.0, 0.0, 0.0), print_fonts=[tmp_path],
+                              tokens=(1, 1), val_fraction=0.0)  # fmt: skip
+    cache = build_line_cache(tmp_path / "cache", options, workers=1)
+    assert len(cache["lengths"]) == 6 and options.print_fonts == (str(tmp_path),)
+
+
+@pytest.mark.parametrize("option", ["hand_fonts", "print_fonts"])
+def test_line_cache_refuses_fonts_with_no_usable_font(tmp_path, option):
     (tmp_path / "fonts").mkdir()
-    options = LineDataOptions(lines=6, hand_fonts=(str(tmp_path / "fonts"),))
+    options = LineDataOptions(lines=6, **{option: (str(tmp_path / "fonts"),)})
     with pytest.raises(CharjaxError, match="no usable font"):
         build_line_cache(tmp_path / "cache", options, workers=1)
     assert not (tmp_path / "cache").exists()

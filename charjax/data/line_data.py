@@ -99,6 +99,8 @@ class LineDataOptions:
       hand_fonts: font files or folders of handwriting and cursive fonts to set lines in.
       hand_font_share: share of all lines set in `hand_fonts` (when it names any); the
         other kinds shrink in proportion.
+      print_fonts: font files or folders of printed faces that the printed lines are set in
+        too, beside the installed fonts of the train split.
       tokens: (min, max) words, numbers, dates or codes per line.
       val_fraction: lines kept for validation.
       seed: seeds the texts and the renderings.
@@ -110,6 +112,7 @@ class LineDataOptions:
     shares: tuple[float, float, float] = (0.6, 0.2, 0.2)
     hand_fonts: tuple[str, ...] = ()
     hand_font_share: float = 0.15
+    print_fonts: tuple[str, ...] = ()
     tokens: tuple[int, int] = (1, 3)
     val_fraction: float = 0.02
     seed: int = 0
@@ -117,7 +120,8 @@ class LineDataOptions:
     def __post_init__(self):
         check_range("hand_font_share", self.hand_font_share, 0.0, 1.0)
         # Paths as strings in a tuple: the options are hashed, cached and written as JSON.
-        object.__setattr__(self, "hand_fonts", tuple(str(p) for p in self.hand_fonts))
+        for name in ("hand_fonts", "print_fonts"):
+            object.__setattr__(self, name, tuple(str(p) for p in getattr(self, name)))
 
     def kind_counts(self) -> dict[str, int]:
         """Lines of each kind ("fonts" for `hand_fonts`): `lines` in all."""
@@ -129,10 +133,11 @@ class LineDataOptions:
 
 def _render_chunk(job: tuple) -> list[tuple[np.ndarray, str]]:
     """(normalised uint8 line, text) pairs of one chunk: `n` lines of `kind`, seeded."""
-    kind, n, seed, tokens, hand_fonts = job
+    kind, n, seed, tokens, hand_fonts, print_fonts = job
     if kind in ("print", "fonts"):
         if kind == "print":
             faces = lines.faces_for("print", "train") + lines.faces_for("hand-print", "train")
+            faces += lines.faces_in(print_fonts) if print_fonts else ()
         else:
             faces = lines.faces_in(hand_fonts)
         samples = []
@@ -161,7 +166,7 @@ def _jobs(options: LineDataOptions, chunk: int = 250) -> list:
         for i, start in enumerate(range(0, total, chunk)):
             seed = options.seed * 1_000_003 + k * 10_007 + i
             jobs.append((kind, min(chunk, total - start), seed, options.tokens,
-                         options.hand_fonts))  # fmt: skip
+                         options.hand_fonts, options.print_fonts))  # fmt: skip
     return jobs
 
 
@@ -174,8 +179,9 @@ def build_line_cache(path, options: LineDataOptions = LineDataOptions(), workers
         meta = json.loads((path / "meta.json").read_text())
         if meta.get("options") == json.loads(json.dumps(asdict(options))):
             return load_line_cache(path)
-    if options.hand_fonts and not lines.faces_in(options.hand_fonts):
-        raise CharjaxError(f"no usable font in {', '.join(options.hand_fonts)}")
+    for given in (options.hand_fonts, options.print_fonts):
+        if given and not lines.faces_in(given):
+            raise CharjaxError(f"no usable font in {', '.join(given)}")
     pairs = []
     for chunk in _render(_jobs(options), workers):
         pairs.extend(chunk)

@@ -113,10 +113,12 @@ def _installed_faces() -> tuple[Face, ...]:
 @functools.cache
 def faces_in(paths: tuple[str, ...]) -> tuple[Face, ...]:
     """Usable faces of the font files at `paths` (files or folders, searched recursively),
-    less the cursive families of the "script" kind: a line model trained on these still meets
-    the benchmark's script lines unseen."""
+    less the families of the "script" kind and of the "print" kind (the test split of the
+    installed fonts): a line model trained on these still meets the benchmark's lines unseen."""
     faces = _faces_of(fonts.find_font_files(paths, system=False))
-    return tuple(f for f in faces if not _is_script(f) and _usable(f))
+    held_out = {f.family.lower() for f in faces_for("print", "test")}
+    return tuple(f for f in faces if not _is_script(f) and f.family.lower() not in held_out
+                 and _usable(f))  # fmt: skip
 
 
 def _is_script(face: Face) -> bool:
