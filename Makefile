@@ -43,8 +43,9 @@ screenshot: setup
 # installed here (README's apt line plus the handwriting-style packages in MODEL_CARD.md),
 # plain and stroke-style renderings, plus extra stroke-style renderings of the handwriting and
 # script families that fall in the training split, strong augmentation; then 3,000 steps more
-# with the npm handwriting and cursive fonts of `make hand-fonts` (below) in the mixture; then
-# the drawn-glyph set, export and measurements (written to $(PRETRAINED_WORK)/numbers.json).
+# with the npm handwriting and cursive fonts of `make hand-fonts` (below) in the mixture, and
+# 3,000 more with the npm printed fonts of `make print-fonts` too; then the drawn-glyph set,
+# export and measurements (written to $(PRETRAINED_WORK)/numbers.json).
 # The synthetic writers of `charjax data handwriting` are not in it: continuing the model on
 # them lowered the drawn-glyph set (MODEL_CARD.md, "Tried and not shipped").
 PRETRAINED_WORK := build/pretrained
@@ -54,14 +55,17 @@ PRETRAINED_HAND := --family Breip --family "Comic Neue" --family "Dancing Script
 	--family Z003 --family Ecolier --family Havana --family Isabella --family "Kaushan Script" \
 	--family "Klee One" --family Kristi --family "Leckerli One" --family Rufscript
 PRETRAINED_MIX := $(PRETRAINED_WORK)/fonts:0.6+$(PRETRAINED_WORK)/hand:0.25+$(PRETRAINED_WORK)/handfonts:0.15
+PRETRAINED_MIX2 := $(PRETRAINED_WORK)/fonts:0.5+$(PRETRAINED_WORK)/hand:0.2+$(PRETRAINED_WORK)/handfonts:0.15+$(PRETRAINED_WORK)/printfonts:0.15
 .PHONY: pretrained
-pretrained: setup hand-fonts
+pretrained: setup hand-fonts print-fonts
 	rm -rf $(PRETRAINED_WORK)
 	.venv/bin/charjax data fonts --out $(PRETRAINED_WORK)/fonts --variants 2 --stroke-variants 2 --no-progress
 	.venv/bin/charjax data fonts --out $(PRETRAINED_WORK)/hand $(PRETRAINED_HAND) \
 		--variants 2 --stroke-variants 14 --seed 1 --no-progress
 	.venv/bin/charjax data fonts --out $(PRETRAINED_WORK)/handfonts --fonts $(HAND_FONTS) \
 		--no-system-fonts --variants 2 --stroke-variants 14 --seed 3 --no-progress
+	.venv/bin/charjax data fonts --out $(PRETRAINED_WORK)/printfonts --fonts $(PRINT_FONTS) \
+		--no-system-fonts --variants 2 --stroke-variants 2 --seed 4 --no-progress
 	nice -n 5 .venv/bin/charjax train --arch resnet-small \
 		--data $(PRETRAINED_WORK)/fonts+$(PRETRAINED_WORK)/hand \
 		--workdir $(PRETRAINED_WORK)/run --steps $(PRETRAINED_STEPS) --augment 1.5 \
@@ -69,8 +73,11 @@ pretrained: setup hand-fonts
 	nice -n 5 .venv/bin/charjax train --init-from $(PRETRAINED_WORK)/run --data $(PRETRAINED_MIX) \
 		--workdir $(PRETRAINED_WORK)/run-hand-fonts --steps 3000 --lr 0.0005 --batch-size 128 \
 		--augment 1.5 --eval-every 1000 --no-progress
+	nice -n 5 .venv/bin/charjax train --init-from $(PRETRAINED_WORK)/run-hand-fonts \
+		--data $(PRETRAINED_MIX2) --workdir $(PRETRAINED_WORK)/run-print-fonts --steps 3000 \
+		--lr 0.0005 --batch-size 128 --augment 1.5 --eval-every 1000 --no-progress
 	$(PY) -m tools.drawn_set --out $(PRETRAINED_WORK)/drawn
-	$(PY) -m tools.bundle --run $(PRETRAINED_WORK)/run-hand-fonts --fonts $(PRETRAINED_WORK)/fonts \
+	$(PY) -m tools.bundle --run $(PRETRAINED_WORK)/run-print-fonts --fonts $(PRETRAINED_WORK)/fonts \
 		--drawn $(PRETRAINED_WORK)/drawn --json $(PRETRAINED_WORK)/numbers.json
 
 # Handwriting and cursive fonts for both bundled models, from the npm registry's @fontsource
