@@ -8,7 +8,7 @@ compiled shapes instead of one per line), and the output steps past a line's own
 CTC padding, so the padding teaches nothing. The step is pure and jitted with the state
 donated, the batch sharded over the "data" axis of the device mesh, as the glyph trainer does.
 Unlike `charjax train`, a line run does not resume (it keeps only its best model) and runs in
-one process.
+one process; `init` starts a new run from a saved model's parameters instead.
 """
 
 import functools
