@@ -35,7 +35,7 @@ from charjax.errors import CharjaxError
 from charjax.labels import CLASSES, parse_charset, restrict
 from charjax.line_model import LineModel, LineRead, load_line_model
 from charjax.models.line import STRIDE
-from charjax.preprocess import NO_INK, despeckle, has_ink, load_image, preprocess
+from charjax.preprocess import NO_INK, has_ink, load_image, preprocess
 from charjax.read_context import (
     LineGeometry,
     apply_case,
@@ -188,8 +188,8 @@ class Reader:
         if isinstance(image, str) or hasattr(image, "__fspath__"):
             image = load_image(image)
         cfg = self.config
-        ink, scale = text_ink(image, self.predictor.spec.polarity, cfg.segment.max_side)
-        ink = despeckle(ink, cfg.segment.threshold)
+        seg = cfg.segment
+        ink, scale = text_ink(image, self.predictor.spec.polarity, seg.max_side, seg.threshold)
         mask = ink > cfg.segment.threshold
         if not mask.any():
             return Reading("", note="no text found (the image is blank)")

@@ -1,7 +1,6 @@
 """Finding the glyphs of a text image: ink, lines, glyph groups and where a group may be cut.
 
     ink = text_ink(image)                    # charjax.preprocess's ink detection, [H, W] in 0-1
-    ink = despeckle(ink, t)                  # sensor noise away from strokes zeroed
     for top, bottom in find_lines(ink > t):  # bands of rows, by horizontal projection
         groups = find_groups(ink, mask, top, bottom)   # connected components, dots joined
 
@@ -18,7 +17,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from charjax.preprocess import ink_map, to_grey
+from charjax.preprocess import despeckle, ink_map, to_grey
 
 
 @dataclass(frozen=True)
@@ -69,9 +68,11 @@ class Group:
         return self.box[3] - self.box[1]
 
 
-def text_ink(image, polarity: str = "auto", max_side: int = SegmentConfig.max_side):
+def text_ink(image, polarity: str = "auto", max_side: int = SegmentConfig.max_side,
+             threshold: float = SegmentConfig.threshold):  # fmt: skip
     """Ink strength float32 [H, W] in [0, 1] of a text image (dark-on-light or the reverse),
-    with the same ink detection as `charjax.preprocess`; large images are scaled down. Unlike
+    with the same ink detection and despeckling (strokes above `threshold`) as
+    `charjax.preprocess`; large images are scaled down. Unlike
     a single glyph's, a page's paper is measured locally where the light is uneven (a photo
     of a note): a page has room for the blocks that measure it, and a glyph image is mostly
     stroke.
@@ -84,7 +85,7 @@ def text_ink(image, polarity: str = "auto", max_side: int = SegmentConfig.max_si
     if scale > 1:
         size = (round(grey.shape[1] / scale), round(grey.shape[0] / scale))
         grey = np.asarray(Image.fromarray(grey).resize(size, Image.Resampling.BOX))
-    return ink_map(grey, polarity, even_light=True), max(scale, 1.0)
+    return despeckle(ink_map(grey, polarity, even_light=True), threshold), max(scale, 1.0)
 
 
 def find_lines(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -271,17 +271,15 @@ def test_line_cache_sets_lines_in_the_hand_fonts_given(tmp_path):
 def test_extra_fonts_leave_out_the_benchmarks_printed_test_families(tmp_path, monkeypatch):
     for name in ("DejaVuSans.ttf", "DejaVuSerif.ttf"):
         shutil.copy(dejavu(name), tmp_path / name)
-    serif = lines.Face(str(tmp_path / "DejaVuSerif.ttf"), 0, "DejaVu Serif", "DejaVu Serif")
-    held_out = {("print", "test"): (serif,)}
-    monkeypatch.setattr(
-        lines, "faces_for", lambda kind, split="test": held_out.get((kind, split), ())
-    )
+    held_out = {"test": frozenset({"DejaVu Serif"})}
+    monkeypatch.setattr(lines, "_families_in", lambda split: held_out.get(split, frozenset()))
     assert [f.family for f in lines.faces_in((str(tmp_path),))] == ["DejaVu Sans"]
 
 
 def test_line_cache_sets_printed_lines_in_the_print_fonts_given(tmp_path, monkeypatch):
     # With no installed fonts, the printed lines can only come from the fonts given.
     monkeypatch.setattr(lines, "faces_for", lambda kind, split="test": ())
+    monkeypatch.setattr(lines, "_families_in", lambda split: frozenset())
     shutil.copy(dejavu("DejaVuSans.ttf"), tmp_path / "DejaVuSans.ttf")
     options = LineDataOptions(lines=6, shares=(1.0, 0.0, 0.0), print_fonts=[tmp_path],
                               tokens=(1, 1), val_fraction=0.0)  # fmt: skip

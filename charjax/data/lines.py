@@ -113,10 +113,11 @@ def _installed_faces() -> tuple[Face, ...]:
 @functools.cache
 def faces_in(paths: tuple[str, ...]) -> tuple[Face, ...]:
     """Usable faces of the font files at `paths` (files or folders, searched recursively),
-    less the families of the "script" kind and of the "print" kind (the test split of the
-    installed fonts): a line model trained on these still meets the benchmark's lines unseen."""
+    less the families of the "script" kind and of the installed fonts' test split (the
+    "print" kind's): a line model trained on these still meets the benchmark's lines unseen.
+    Family names alone decide, so no installed face is rendered to check it."""
     faces = _faces_of(fonts.find_font_files(paths, system=False))
-    held_out = {f.family.lower() for f in faces_for("print", "test")}
+    held_out = {family.lower() for family in _families_in("test")}
     return tuple(f for f in faces if not _is_script(f) and f.family.lower() not in held_out
                  and _usable(f))  # fmt: skip
 
@@ -146,6 +147,14 @@ def _usable(face: Face) -> bool:
 
 
 @functools.cache
+def _families_in(split: str) -> frozenset[str]:
+    """The installed font families `font_split` puts in `split` (no face is rendered)."""
+    faces = _installed_faces()
+    return frozenset(split_faces([f.family for f in faces], [f.name for f in faces])
+                     .families_in(split))  # fmt: skip
+
+
+@functools.cache
 def faces_for(kind: str, split: str = "test") -> tuple[Face, ...]:
     """Usable faces for `kind`: for "print", the printed families `font_split` puts in
     `split` (the test split by default: the classifier never saw them); for "script", the
@@ -155,8 +164,7 @@ def faces_for(kind: str, split: str = "test") -> tuple[Face, ...]:
         chosen = [f for f in faces if _is_script(f)]
     else:
         hand = tuple(h.lower() for h in fonts.HANDWRITING_FAMILIES)
-        plan = split_faces([f.family for f in faces], [f.name for f in faces])
-        families = set(plan.families_in(split))
+        families = _families_in(split)
         chosen = [f for f in faces if f.family in families]
         if kind == "hand-print":
             chosen = [f for f in chosen if f.family.lower().startswith(hand)
