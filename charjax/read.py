@@ -40,7 +40,7 @@ from charjax.read_context import (
     LineGeometry,
     apply_case,
     best_sequence,
-    fold_probs,
+    glyph_scores,
     line_geometry,
     word_breaks,
 )
@@ -214,8 +214,7 @@ class Reader:
         ) if hyps.images else np.zeros((0, len(CLASSES)), np.float32)  # fmt: skip
         if self.allowed is not None:
             probs = restrict(probs, self.allowed)
-        # Case-folded confidence: whether a slice is a glyph, not which case it is.
-        score = np.log(fold_probs(probs).max(axis=1, initial=0.0) + 1e-6)
+        score = glyph_scores(probs)  # whether a slice is a glyph, not which look-alike
         lines, k = [], 0
         for line_groups in groups:
             chosen = []

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charjax.labels import CLASSES
+from charjax.labels import CLASSES, FOLD_TABLE, LOOKALIKE_GROUPS
 
 # Lower-case letters whose capital has the same shape (only the size differs).
 CASE_PAIRS = "cosuvwxzpy"
@@ -57,6 +57,30 @@ class LineGeometry:
 def fold_probs(probs: np.ndarray) -> np.ndarray:
     """[N, 62] -> [N, 36]: digits, then each letter with both its cases summed."""
     return np.concatenate([probs[:, :10], probs[:, 10:36] + probs[:, 36:62]], axis=1)
+
+
+def _shape_groups() -> np.ndarray:
+    """[62] -> group index: the two cases of a letter, and the look-alikes of
+    `LOOKALIKE_GROUPS` (0/O/o, 1/I/l, 5/S/s, 2/Z/z, ...), share a group."""
+    group = FOLD_TABLE.copy()
+    for chars in LOOKALIKE_GROUPS:
+        members = [CLASSES.index(c) for c in chars]
+        old = np.unique(group[members])
+        group[np.isin(group, old)] = old[0]
+    return np.unique(group, return_inverse=True)[1]
+
+
+_SHAPE_GROUP = _shape_groups()
+
+
+def glyph_scores(probs: np.ndarray) -> np.ndarray:
+    """[N, 62] -> [N]: how surely each image is some one glyph, whichever of the look-alikes
+    it is: the log of its most probable shape group's summed probability. A slice split
+    between 0 and O is as much a glyph as one the model names outright; which of them it is,
+    the line's context decides afterwards (`best_sequence`)."""
+    grouped = np.zeros((len(probs), _SHAPE_GROUP.max() + 1), np.float32)
+    np.add.at(grouped.T, _SHAPE_GROUP, probs.T)
+    return np.log(grouped.max(axis=1, initial=0.0) + 1e-6)
 
 
 def line_geometry(boxes, probs: np.ndarray) -> LineGeometry:

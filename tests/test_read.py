@@ -12,7 +12,13 @@ from charjax.labels import CLASSES
 from charjax.predict import load
 from charjax.preprocess import despeckle
 from charjax.read import Reader
-from charjax.read_context import LineGeometry, apply_case, best_sequence, word_breaks
+from charjax.read_context import (
+    LineGeometry,
+    apply_case,
+    best_sequence,
+    glyph_scores,
+    word_breaks,
+)
 from charjax.segment import find_groups, find_lines, text_ink
 
 SANS = line_face("DejaVuSans.ttf", "DejaVu Sans")
@@ -37,6 +43,19 @@ def _cer(got: str, want: str) -> float:
 def test_reads_a_printed_line_with_words_numbers_and_mixed_case(reader, face):
     text = "Oxygen 2024 valve KX42B"
     assert reader.read(render_print(text, face, 40)).text == text
+
+
+def test_a_slice_torn_between_look_alikes_still_scores_as_one_glyph():
+    # The cut search asks whether a slice is a glyph: a narrow zero read as 0 or O is one,
+    # and must not lose to two half-arcs read surely as I and J (it did, before these scores).
+    probs = np.zeros((4, len(CLASSES)), np.float32)
+    probs[0, CLASSES.index("0")] = 1.0
+    probs[1, [CLASSES.index("0"), CLASSES.index("O"), CLASSES.index("o")]] = 0.6, 0.3, 0.1
+    probs[2, [CLASSES.index("S"), CLASSES.index("5")]] = 0.5, 0.5
+    probs[3, [CLASSES.index("a"), CLASSES.index("b")]] = 0.5, 0.5  # two different shapes
+    scores = glyph_scores(probs)
+    np.testing.assert_allclose(scores[:3], 0.0, atol=1e-5)
+    assert scores[3] < np.log(0.51)
 
 
 def test_case_of_same_shape_letters_comes_from_the_line(reader):
