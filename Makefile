@@ -110,9 +110,10 @@ $(HAND_FONTS)/.fetched:
 # script families. Only `make pretrained` uses them (its third continuation); the line model
 # keeps the 44 above.
 MORE_HAND_FONTS := build/more-hand-fonts
-MORE_HAND_FONT_PACKAGES := mr-dafoe mrs-saint-delafield herr-von-muellerhoff monsieur-la-doulaise petit-formal-script \
-	qwigley rouge-script ruthie meddon miss-fajardose norican niconne playball euphoria-script \
-	arizonia clicker-script engagement lovers-quarrel meow-script mea-culpa montez mr-bedfort \
+MORE_HAND_FONT_PACKAGES := mr-dafoe mrs-saint-delafield herr-von-muellerhoff \
+	monsieur-la-doulaise petit-formal-script qwigley rouge-script ruthie meddon miss-fajardose \
+	norican niconne playball euphoria-script arizonia clicker-script engagement lovers-quarrel \
+	meow-script mea-culpa montez mr-bedfort \
 	mr-de-haviland princess-sofia seaweed-script sofia stalemate dr-sugiyama comforter estonia \
 	fuggles grechen-fuemen gwendolyn hurricane inspiration island-moments love-light \
 	imperial-script ingrid-darling the-nautigal twinkle-star vujahday-script send-flowers updock \
