@@ -113,9 +113,9 @@ MORE_HAND_FONTS := build/more-hand-fonts
 MORE_HAND_FONT_PACKAGES := mr-dafoe mrs-saint-delafield herr-von-muellerhoff \
 	monsieur-la-doulaise petit-formal-script qwigley rouge-script ruthie meddon miss-fajardose \
 	norican niconne playball euphoria-script arizonia clicker-script engagement lovers-quarrel \
-	meow-script mea-culpa montez mr-bedfort \
-	mr-de-haviland princess-sofia seaweed-script sofia stalemate dr-sugiyama comforter estonia \
-	fuggles grechen-fuemen gwendolyn hurricane inspiration island-moments love-light \
+	meow-script mea-culpa montez mr-bedfort mr-de-haviland princess-sofia seaweed-script sofia \
+	stalemate dr-sugiyama comforter estonia fuggles grechen-fuemen gwendolyn hurricane \
+	inspiration island-moments love-light \
 	imperial-script ingrid-darling the-nautigal twinkle-star vujahday-script send-flowers updock \
 	moon-dance bilbo fondamento felipa oleo-script yesteryear vibur style-script charm \
 	dawning-of-a-new-day la-belle-aurore zeyada calligraffitti nothing-you-could-do coming-soon \

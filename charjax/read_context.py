@@ -60,17 +60,18 @@ def fold_probs(probs: np.ndarray) -> np.ndarray:
 
 
 def _shape_groups() -> np.ndarray:
-    """[62] -> group index: the two cases of a letter, and the look-alikes of
+    """[62, G] one-hot membership: the two cases of a letter, and the look-alikes of
     `LOOKALIKE_GROUPS` (0/O/o, 1/I/l, 5/S/s, 2/Z/z, ...), share a group."""
     group = FOLD_TABLE.copy()
     for chars in LOOKALIKE_GROUPS:
         members = [CLASSES.index(c) for c in chars]
         old = np.unique(group[members])
         group[np.isin(group, old)] = old[0]
-    return np.unique(group, return_inverse=True)[1]
+    index = np.unique(group, return_inverse=True)[1]
+    return np.eye(index.max() + 1, dtype=np.float32)[index]
 
 
-_SHAPE_GROUP = _shape_groups()
+_SHAPE_GROUPS = _shape_groups()
 
 
 def glyph_scores(probs: np.ndarray) -> np.ndarray:
@@ -78,9 +79,7 @@ def glyph_scores(probs: np.ndarray) -> np.ndarray:
     it is: the log of its most probable shape group's summed probability. A slice split
     between 0 and O is as much a glyph as one the model names outright; which of them it is,
     the line's context decides afterwards (`best_sequence`)."""
-    grouped = np.zeros((len(probs), _SHAPE_GROUP.max() + 1), np.float32)
-    np.add.at(grouped.T, _SHAPE_GROUP, probs.T)
-    return np.log(grouped.max(axis=1, initial=0.0) + 1e-6)
+    return np.log((probs @ _SHAPE_GROUPS).max(axis=1, initial=0.0) + 1e-6)
 
 
 def line_geometry(boxes, probs: np.ndarray) -> LineGeometry:
