@@ -129,6 +129,22 @@ more-hand-fonts: $(MORE_HAND_FONTS)/.fetched
 $(MORE_HAND_FONTS)/.fetched:
 	$(call fontsource,$(MORE_HAND_FONTS),$(MORE_HAND_FONT_PACKAGES))
 
+# School handwriting models for the classifier (issue 14), @fontsource too: the letterforms
+# children are taught to write, as TypeTogether's Playwrite families give them for 34
+# countries (41 models: open and closed 4, 7 and Z with and without a bar, 1 with a flag or a
+# plain stroke, looped and plain capitals) and the five Australian state models (Edu ...).
+# Only `make pretrained` uses them.
+SCHOOL_FONTS := build/school-fonts
+SCHOOL_FONT_PACKAGES := $(addprefix playwrite-,ar at au-qld au-vic be-wal br ca cl co cu cz \
+	de-grund de-sas dk-loopet dk-uloopet es es-deco fr-moderne fr-trad hr hr-lijeva hu id ie in \
+	is mx ng-modern nl no nz pe pl pt ro sk tz us-modern us-trad vn za) \
+	edu-nsw-act-foundation edu-qld-beginner edu-sa-beginner edu-tas-beginner \
+	edu-vic-wa-nt-beginner
+.PHONY: school-fonts
+school-fonts: $(SCHOOL_FONTS)/.fetched
+$(SCHOOL_FONTS)/.fetched:
+	$(call fontsource,$(SCHOOL_FONTS),$(SCHOOL_FONT_PACKAGES))
+
 # Printed fonts for the line model's printed lines, from @fontsource too: 59 families (sans,
 # serif, mono, condensed and square "techno" faces; 337 faces with their weights), none of the
 # installed fonts' families (so none of the benchmark's test split; lines.faces_in checks).
