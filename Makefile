@@ -44,9 +44,11 @@ screenshot: setup
 # plain and stroke-style renderings, plus extra stroke-style renderings of the handwriting and
 # script families that fall in the training split, strong augmentation; then 3,000 steps more
 # with the npm handwriting and cursive fonts of `make hand-fonts` (below) in the mixture,
-# 3,000 more with the npm printed fonts of `make print-fonts` too, and 6,000 more with the 85
+# 3,000 more with the npm printed fonts of `make print-fonts` too, 6,000 more with the 85
 # further handwriting families of `make more-hand-fonts` (the best of its checkpoints by
-# validation accuracy is exported); then the drawn-glyph set, export and measurements
+# validation accuracy is kept), and 6,000 more with the school handwriting models of `make
+# school-fonts` too (its best by validation is exported); then the drawn-glyph set, export
+# and measurements
 # (written to $(PRETRAINED_WORK)/numbers.json).
 # The synthetic writers of `charjax data handwriting` are not in it: continuing the model on
 # them lowered the drawn-glyph set (MODEL_CARD.md, "Tried and not shipped").
@@ -59,8 +61,9 @@ PRETRAINED_HAND := --family Breip --family "Comic Neue" --family "Dancing Script
 PRETRAINED_MIX := $(PRETRAINED_WORK)/fonts:0.6+$(PRETRAINED_WORK)/hand:0.25+$(PRETRAINED_WORK)/handfonts:0.15
 PRETRAINED_MIX2 := $(PRETRAINED_WORK)/fonts:0.5+$(PRETRAINED_WORK)/hand:0.2+$(PRETRAINED_WORK)/handfonts:0.15+$(PRETRAINED_WORK)/printfonts:0.15
 PRETRAINED_MIX3 := $(PRETRAINED_WORK)/fonts:0.45+$(PRETRAINED_WORK)/hand:0.15+$(PRETRAINED_WORK)/handfonts:0.15+$(PRETRAINED_WORK)/morehand:0.15+$(PRETRAINED_WORK)/printfonts:0.1
+PRETRAINED_MIX4 := $(PRETRAINED_WORK)/fonts:0.45+$(PRETRAINED_WORK)/hand:0.13+$(PRETRAINED_WORK)/handfonts:0.13+$(PRETRAINED_WORK)/morehand:0.13+$(PRETRAINED_WORK)/school:0.08+$(PRETRAINED_WORK)/printfonts:0.08
 .PHONY: pretrained
-pretrained: setup hand-fonts print-fonts more-hand-fonts
+pretrained: setup hand-fonts print-fonts more-hand-fonts school-fonts
 	rm -rf $(PRETRAINED_WORK)
 	.venv/bin/charjax data fonts --out $(PRETRAINED_WORK)/fonts --variants 2 --stroke-variants 2 --no-progress
 	.venv/bin/charjax data fonts --out $(PRETRAINED_WORK)/hand $(PRETRAINED_HAND) \
@@ -71,6 +74,8 @@ pretrained: setup hand-fonts print-fonts more-hand-fonts
 		--no-system-fonts --variants 2 --stroke-variants 2 --seed 4 --no-progress
 	.venv/bin/charjax data fonts --out $(PRETRAINED_WORK)/morehand --fonts $(MORE_HAND_FONTS) \
 		--no-system-fonts --variants 2 --stroke-variants 14 --seed 5 --no-progress
+	.venv/bin/charjax data fonts --out $(PRETRAINED_WORK)/school --fonts $(SCHOOL_FONTS) \
+		--no-system-fonts --variants 2 --stroke-variants 6 --seed 6 --no-progress
 	nice -n 5 .venv/bin/charjax train --arch resnet-small \
 		--data $(PRETRAINED_WORK)/fonts+$(PRETRAINED_WORK)/hand \
 		--workdir $(PRETRAINED_WORK)/run --steps $(PRETRAINED_STEPS) --augment 1.5 \
@@ -85,8 +90,12 @@ pretrained: setup hand-fonts print-fonts more-hand-fonts
 		--data $(PRETRAINED_MIX3) --workdir $(PRETRAINED_WORK)/run-more-hand \
 		--steps 6000 --lr 0.0005 --batch-size 128 --augment 1.5 \
 		--eval-every 1500 --no-progress
+	nice -n 5 .venv/bin/charjax train --init-from $(PRETRAINED_WORK)/run-more-hand \
+		--data $(PRETRAINED_MIX4) --workdir $(PRETRAINED_WORK)/run-school \
+		--steps 6000 --lr 0.0005 --batch-size 128 --augment 1.5 \
+		--eval-every 1500 --no-progress
 	$(PY) -m tools.drawn_set --out $(PRETRAINED_WORK)/drawn
-	$(PY) -m tools.bundle --run $(PRETRAINED_WORK)/run-more-hand --fonts $(PRETRAINED_WORK)/fonts \
+	$(PY) -m tools.bundle --run $(PRETRAINED_WORK)/run-school --fonts $(PRETRAINED_WORK)/fonts \
 		--drawn $(PRETRAINED_WORK)/drawn --json $(PRETRAINED_WORK)/numbers.json
 
 # Handwriting and cursive fonts for both bundled models, from the npm registry's @fontsource
@@ -133,7 +142,7 @@ $(MORE_HAND_FONTS)/.fetched:
 # children are taught to write, as TypeTogether's Playwrite families give them for 34
 # countries (41 models: open and closed 4, 7 and Z with and without a bar, 1 with a flag or a
 # plain stroke, looped and plain capitals) and the five Australian state models (Edu ...).
-# Only `make pretrained` uses them.
+# Only `make pretrained` uses them (its fourth continuation).
 SCHOOL_FONTS := build/school-fonts
 SCHOOL_FONT_PACKAGES := $(addprefix playwrite-,ar at au-qld au-vic be-wal br ca cl co cu cz \
 	de-grund de-sas dk-loopet dk-uloopet es es-deco fr-moderne fr-trad hr hr-lijeva hu id ie in \

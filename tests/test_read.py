@@ -79,8 +79,10 @@ def test_light_text_on_dark_reads_like_dark_on_light(reader):
 
 def test_generated_printed_and_hand_printed_lines_are_mostly_read(reader):
     # Hand-print comes from the synthetic writers the handwriting set holds out for testing.
-    for kind, bound in (("print", 0.1), ("hand", 0.2)):
-        lines = make_line_set(kind, 3, seed=11, faces=[SANS])
+    # The glyph engine's CER on hand-print is 16-20% over 60 lines (README) and anywhere from
+    # 0 to 55% on one line, so a handful of lines is too few to hold it to 20%: 8 lines, 30%.
+    for kind, bound in (("print", 0.1), ("hand", 0.3)):
+        lines = make_line_set(kind, 8, seed=11, faces=[SANS])
         cer = np.mean([_cer(reader.read(s.image).text, s.text) for s in lines])
         assert cer <= bound, kind
 
