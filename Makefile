@@ -116,8 +116,8 @@ $(HAND_FONTS)/.fetched:
 
 # More handwriting for the classifier (issue 14), @fontsource too: 53 more joined or cursive
 # scripts and 32 more hand-print families, none of the lists above and none of the benchmark's
-# script families. Only `make pretrained` uses them (its third continuation); the line model
-# keeps the 44 above.
+# script families. `make pretrained` uses them (its third continuation), and the line model's
+# fourth stage (`make pretrained-lines`).
 MORE_HAND_FONTS := build/more-hand-fonts
 MORE_HAND_FONT_PACKAGES := mr-dafoe mrs-saint-delafield herr-von-muellerhoff \
 	monsieur-la-doulaise petit-formal-script qwigley rouge-script ruthie meddon miss-fajardose \
@@ -142,7 +142,7 @@ $(MORE_HAND_FONTS)/.fetched:
 # children are taught to write, as TypeTogether's Playwrite families give them for 34
 # countries (41 models: open and closed 4, 7 and Z with and without a bar, 1 with a flag or a
 # plain stroke, looped and plain capitals) and the five Australian state models (Edu ...).
-# Only `make pretrained` uses them (its fourth continuation).
+# `make pretrained` uses them (its fourth continuation), and the line model's fourth stage.
 SCHOOL_FONTS := build/school-fonts
 SCHOOL_FONT_PACKAGES := $(addprefix playwrite-,ar at au-qld au-vic be-wal br ca cl co cu cz \
 	de-grund de-sas dk-loopet dk-uloopet es es-deco fr-moderne fr-trad hr hr-lijeva hu id ie in \
@@ -182,16 +182,17 @@ define fontsource
 	rm -rf $(1)/packages && touch $(1)/.fetched
 endef
 
-# The bundled line model, charjax/pretrained/lines/ (MODEL_CARD.md, "Line model"), in three
+# The bundled line model, charjax/pretrained/lines/ (MODEL_CARD.md, "Line model"), in four
 # stages, each on 40,000 lines of its own seed (about 5 min to render on 2 cores): 8,000 steps
 # on lines from the train-split fonts, the hand fonts above (15%) and the synthetic train
 # writers (about 60 min); 3,000 more at a quarter of the learning rate with another seed's
 # lines (about 20 min); 3,000 more with the printed npm fonts in the printed lines too (about
-# 20 min). The last model is copied in whole.
+# 20 min); 3,000 more with the more-hand and school fonts among the hand fonts too (about 25
+# min, 10 of them rendering). The last model is copied in whole.
 PRETRAINED_LINES := build/pretrained-lines
 LINE_FONTS := --hand-fonts $(HAND_FONTS) --no-progress
 .PHONY: pretrained-lines
-pretrained-lines: setup hand-fonts print-fonts
+pretrained-lines: setup hand-fonts print-fonts more-hand-fonts school-fonts
 	rm -rf $(PRETRAINED_LINES)
 	nice -n 5 .venv/bin/charjax train-lines --workdir $(PRETRAINED_LINES)/1 --steps 8000 \
 		--cache $(PRETRAINED_LINES)/cache-1 $(LINE_FONTS)
@@ -201,8 +202,12 @@ pretrained-lines: setup hand-fonts print-fonts
 	nice -n 5 .venv/bin/charjax train-lines --workdir $(PRETRAINED_LINES)/3 --steps 3000 \
 		--lr 5e-4 --seed 2 --init $(PRETRAINED_LINES)/2/model --cache $(PRETRAINED_LINES)/cache-3 \
 		--print-fonts $(PRINT_FONTS) $(LINE_FONTS)
+	nice -n 5 .venv/bin/charjax train-lines --workdir $(PRETRAINED_LINES)/4 --steps 3000 \
+		--lr 5e-4 --seed 3 --init $(PRETRAINED_LINES)/3/model --cache $(PRETRAINED_LINES)/cache-4 \
+		--print-fonts $(PRINT_FONTS) $(LINE_FONTS) --hand-fonts $(MORE_HAND_FONTS) \
+		--hand-fonts $(SCHOOL_FONTS)
 	rm -rf charjax/pretrained/lines
-	cp -r $(PRETRAINED_LINES)/3/model charjax/pretrained/lines
+	cp -r $(PRETRAINED_LINES)/4/model charjax/pretrained/lines
 
 clean:
 	rm -rf .venv build *.egg-info runs .pytest_cache
