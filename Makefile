@@ -48,8 +48,7 @@ screenshot: setup
 # further handwriting families of `make more-hand-fonts` (the best of its checkpoints by
 # validation accuracy is kept), and 6,000 more with the school handwriting models of `make
 # school-fonts` too (its best by validation is exported); then the drawn-glyph set, export
-# and measurements
-# (written to $(PRETRAINED_WORK)/numbers.json).
+# and measurements (written to $(PRETRAINED_WORK)/numbers.json).
 # The synthetic writers of `charjax data handwriting` are not in it: continuing the model on
 # them lowered the drawn-glyph set (MODEL_CARD.md, "Tried and not shipped").
 PRETRAINED_WORK := build/pretrained
@@ -62,6 +61,13 @@ PRETRAINED_MIX := $(PRETRAINED_WORK)/fonts:0.6+$(PRETRAINED_WORK)/hand:0.25+$(PR
 PRETRAINED_MIX2 := $(PRETRAINED_WORK)/fonts:0.5+$(PRETRAINED_WORK)/hand:0.2+$(PRETRAINED_WORK)/handfonts:0.15+$(PRETRAINED_WORK)/printfonts:0.15
 PRETRAINED_MIX3 := $(PRETRAINED_WORK)/fonts:0.45+$(PRETRAINED_WORK)/hand:0.15+$(PRETRAINED_WORK)/handfonts:0.15+$(PRETRAINED_WORK)/morehand:0.15+$(PRETRAINED_WORK)/printfonts:0.1
 PRETRAINED_MIX4 := $(PRETRAINED_WORK)/fonts:0.45+$(PRETRAINED_WORK)/hand:0.13+$(PRETRAINED_WORK)/handfonts:0.13+$(PRETRAINED_WORK)/morehand:0.13+$(PRETRAINED_WORK)/school:0.08+$(PRETRAINED_WORK)/printfonts:0.08
+# $(call continue_run,FROM,DATA,TO,STEPS,EVAL_EVERY): the run FROM continued on the mixture
+# DATA into TO (under $(PRETRAINED_WORK)), with every continuation's optimiser settings.
+define continue_run
+	nice -n 5 .venv/bin/charjax train --init-from $(PRETRAINED_WORK)/$(1) --data $(2) \
+		--workdir $(PRETRAINED_WORK)/$(3) --steps $(4) --lr 0.0005 --batch-size 128 \
+		--augment 1.5 --eval-every $(5) --no-progress
+endef
 .PHONY: pretrained
 pretrained: setup hand-fonts print-fonts more-hand-fonts school-fonts
 	rm -rf $(PRETRAINED_WORK)
@@ -80,20 +86,10 @@ pretrained: setup hand-fonts print-fonts more-hand-fonts school-fonts
 		--data $(PRETRAINED_WORK)/fonts+$(PRETRAINED_WORK)/hand \
 		--workdir $(PRETRAINED_WORK)/run --steps $(PRETRAINED_STEPS) --augment 1.5 \
 		--eval-every 2000 --no-progress
-	nice -n 5 .venv/bin/charjax train --init-from $(PRETRAINED_WORK)/run --data $(PRETRAINED_MIX) \
-		--workdir $(PRETRAINED_WORK)/run-hand-fonts --steps 3000 --lr 0.0005 --batch-size 128 \
-		--augment 1.5 --eval-every 1000 --no-progress
-	nice -n 5 .venv/bin/charjax train --init-from $(PRETRAINED_WORK)/run-hand-fonts \
-		--data $(PRETRAINED_MIX2) --workdir $(PRETRAINED_WORK)/run-print-fonts --steps 3000 \
-		--lr 0.0005 --batch-size 128 --augment 1.5 --eval-every 1000 --no-progress
-	nice -n 5 .venv/bin/charjax train --init-from $(PRETRAINED_WORK)/run-print-fonts \
-		--data $(PRETRAINED_MIX3) --workdir $(PRETRAINED_WORK)/run-more-hand \
-		--steps 6000 --lr 0.0005 --batch-size 128 --augment 1.5 \
-		--eval-every 1500 --no-progress
-	nice -n 5 .venv/bin/charjax train --init-from $(PRETRAINED_WORK)/run-more-hand \
-		--data $(PRETRAINED_MIX4) --workdir $(PRETRAINED_WORK)/run-school \
-		--steps 6000 --lr 0.0005 --batch-size 128 --augment 1.5 \
-		--eval-every 1500 --no-progress
+	$(call continue_run,run,$(PRETRAINED_MIX),run-hand-fonts,3000,1000)
+	$(call continue_run,run-hand-fonts,$(PRETRAINED_MIX2),run-print-fonts,3000,1000)
+	$(call continue_run,run-print-fonts,$(PRETRAINED_MIX3),run-more-hand,6000,1500)
+	$(call continue_run,run-more-hand,$(PRETRAINED_MIX4),run-school,6000,1500)
 	$(PY) -m tools.drawn_set --out $(PRETRAINED_WORK)/drawn
 	$(PY) -m tools.bundle --run $(PRETRAINED_WORK)/run-school --fonts $(PRETRAINED_WORK)/fonts \
 		--drawn $(PRETRAINED_WORK)/drawn --json $(PRETRAINED_WORK)/numbers.json
