@@ -94,23 +94,33 @@ def device_comparisons(glyph_cache) -> dict[bool, str]:
         config = TrainConfig(arch="resnet-small", image_size=16, batch_size=32)
         flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
 
-        def run(devices, wrong=False):
+        def compiled(devices):
             mesh = parallel.make_mesh(devices)
-            schedule = make_schedule(config, 10)
-            tx = make_optimizer(config, schedule)
-            if wrong:  # Adam undoes a constant scale, so only one step's gradient is scaled
-                tx = optax.chain(optax.scale_by_schedule(lambda n: jnp.where(n == 1, 1.01, 1)), tx)
+            return mesh, jit_train_step(config, schedule, mesh)
+
+        def run(mesh, step, wrong=False):
+            # The gradient first passes a scale held in the optimizer state (1.0: exact), so
+            # the wrong run differs only in that number, and both 2-device runs share one
+            # compiled step. Adam undoes a constant scale, so only one step's is changed.
+            tx = optax.chain(optax.inject_hyperparams(optax.scale)(step_size=1.0),
+                             make_optimizer(config, schedule))
             state = create_train_state(get_model(config.arch), config, tx, mesh)
-            step = jit_train_step(config, schedule, mesh)
-            for _ in range(3):
+            for n in range(3):
+                if wrong:
+                    scale, rest = state.opt_state[0], state.opt_state[1:]
+                    size = jnp.float32(1.01 if n == 1 else 1.0)
+                    scale = scale._replace(hyperparams={{**scale.hyperparams, "step_size": size}})
+                    state = state.replace(opt_state=(scale, *rest))
                 state, metrics = step(state, parallel.put_batch(batch, mesh))
             mu = optax.tree_utils.tree_get(state.opt_state, "mu")
             return (float(metrics["loss"]), float(metrics["grad_norm"]),
                     flat(jax.device_get(mu)), flat(jax.device_get(state.params)))
 
-        (loss1, g1, mu1, p1) = run(jax.devices()[:1])
+        schedule = make_schedule(config, 10)
+        (loss1, g1, mu1, p1) = run(*compiled(jax.devices()[:1]))
+        mesh2, step2 = compiled(jax.devices())
         for wrong in (False, True):
-            (loss2, g2, mu2, p2) = run(jax.devices(), wrong=wrong)
+            (loss2, g2, mu2, p2) = run(mesh2, step2, wrong=wrong)
             # The all-reduce only sums in another order, so the runs agree to float rounding. Not
             # every weight does: Adam divides by sqrt(v), so a gradient that is ~0 in one run and
             # ~1e-9 in the other (a bias before batch norm) can move its weight by a full step (lr
