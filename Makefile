@@ -187,21 +187,23 @@ endef
 # min, 10 of them rendering). The last model is copied in whole.
 PRETRAINED_LINES := build/pretrained-lines
 LINE_FONTS := --hand-fonts $(HAND_FONTS) --no-progress
+# $(call continue_lines,FROM,TO,EXTRA): stage FROM's model continued into stage TO for 3,000
+# steps at a quarter of the learning rate, on a new cache whose seed is FROM, with EXTRA fonts
+# (given after the hand fonts, whose order they keep).
+define continue_lines
+	nice -n 5 .venv/bin/charjax train-lines --workdir $(PRETRAINED_LINES)/$(2) --steps 3000 \
+		--lr 5e-4 --seed $(1) --init $(PRETRAINED_LINES)/$(1)/model \
+		--cache $(PRETRAINED_LINES)/cache-$(2) $(LINE_FONTS) $(3)
+endef
 .PHONY: pretrained-lines
 pretrained-lines: setup hand-fonts print-fonts more-hand-fonts school-fonts
 	rm -rf $(PRETRAINED_LINES)
 	nice -n 5 .venv/bin/charjax train-lines --workdir $(PRETRAINED_LINES)/1 --steps 8000 \
 		--cache $(PRETRAINED_LINES)/cache-1 $(LINE_FONTS)
-	nice -n 5 .venv/bin/charjax train-lines --workdir $(PRETRAINED_LINES)/2 --steps 3000 \
-		--lr 5e-4 --seed 1 --init $(PRETRAINED_LINES)/1/model --cache $(PRETRAINED_LINES)/cache-2 \
-		$(LINE_FONTS)
-	nice -n 5 .venv/bin/charjax train-lines --workdir $(PRETRAINED_LINES)/3 --steps 3000 \
-		--lr 5e-4 --seed 2 --init $(PRETRAINED_LINES)/2/model --cache $(PRETRAINED_LINES)/cache-3 \
-		--print-fonts $(PRINT_FONTS) $(LINE_FONTS)
-	nice -n 5 .venv/bin/charjax train-lines --workdir $(PRETRAINED_LINES)/4 --steps 3000 \
-		--lr 5e-4 --seed 3 --init $(PRETRAINED_LINES)/3/model --cache $(PRETRAINED_LINES)/cache-4 \
-		--print-fonts $(PRINT_FONTS) $(LINE_FONTS) --hand-fonts $(MORE_HAND_FONTS) \
-		--hand-fonts $(SCHOOL_FONTS)
+	$(call continue_lines,1,2)
+	$(call continue_lines,2,3,--print-fonts $(PRINT_FONTS))
+	$(call continue_lines,3,4,--print-fonts $(PRINT_FONTS) --hand-fonts $(MORE_HAND_FONTS) \
+		--hand-fonts $(SCHOOL_FONTS))
 	rm -rf charjax/pretrained/lines
 	cp -r $(PRETRAINED_LINES)/4/model charjax/pretrained/lines
 

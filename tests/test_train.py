@@ -94,7 +94,7 @@ def device_comparisons(glyph_cache) -> dict[bool, str]:
         config = TrainConfig(arch="resnet-small", image_size=16, batch_size=32)
         flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
 
-        def compiled(devices):
+        def mesh_and_step(devices):
             mesh = parallel.make_mesh(devices)
             return mesh, jit_train_step(config, schedule, mesh)
 
@@ -107,18 +107,17 @@ def device_comparisons(glyph_cache) -> dict[bool, str]:
             state = create_train_state(get_model(config.arch), config, tx, mesh)
             for n in range(3):
                 if wrong:
-                    scale, rest = state.opt_state[0], state.opt_state[1:]
                     size = jnp.float32(1.01 if n == 1 else 1.0)
-                    scale = scale._replace(hyperparams={{**scale.hyperparams, "step_size": size}})
-                    state = state.replace(opt_state=(scale, *rest))
+                    state = state.replace(
+                        opt_state=optax.tree_utils.tree_set(state.opt_state, step_size=size))
                 state, metrics = step(state, parallel.put_batch(batch, mesh))
             mu = optax.tree_utils.tree_get(state.opt_state, "mu")
             return (float(metrics["loss"]), float(metrics["grad_norm"]),
                     flat(jax.device_get(mu)), flat(jax.device_get(state.params)))
 
         schedule = make_schedule(config, 10)
-        (loss1, g1, mu1, p1) = run(*compiled(jax.devices()[:1]))
-        mesh2, step2 = compiled(jax.devices())
+        (loss1, g1, mu1, p1) = run(*mesh_and_step(jax.devices()[:1]))
+        mesh2, step2 = mesh_and_step(jax.devices())
         for wrong in (False, True):
             (loss2, g2, mu2, p2) = run(mesh2, step2, wrong=wrong)
             # The all-reduce only sums in another order, so the runs agree to float rounding. Not
