@@ -25,6 +25,7 @@ QUICK = {
     "export_latency": ["--quick"],
     "input_pipeline": ["--quick", "--sizes", "32"],
     "layers": ["--rounds", "3", "--reps", "3", "--sizes", "32"],
+    "conv_parts": ["--rounds", "3", "--reps", "3"],
     "time_to_accuracy": ["--max-minutes", "10"],
 }
 DEFAULT = [name for name in QUICK if name != "time_to_accuracy"]
