@@ -152,7 +152,8 @@ $(SCHOOL_FONTS)/.fetched:
 
 # Printed fonts for the line model's printed lines, from @fontsource too: 59 families (sans,
 # serif, mono, condensed and square "techno" faces; 337 faces with their weights), none of the
-# installed fonts' families (so none of the benchmark's test split; lines.faces_in checks).
+# benchmark's test split (lines.faces_in checks). Four are installed fonts too (EB Garamond,
+# Inconsolata, Lato, Manrope), of the font dataset's validation split (MODEL_CARD.md).
 PRINT_FONTS := build/print-fonts
 PRINT_FONT_PACKAGES := orbitron michroma exo-2 saira saira-condensed rajdhani chakra-petch \
 	oxanium russo-one audiowide aldrich share-tech-mono tomorrow titillium-web teko khand \
