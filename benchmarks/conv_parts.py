@@ -10,7 +10,7 @@ thread pool is done; README "Where resnet-small's step goes"):
   respect to one argument (what the train step's backward pass computes for it, layout
   copies included);
 - torch: `conv2d` and `aten.convolution_backward` asked for one gradient, channels_last
-  (its fastest layout here) and NCHW, 2 threads.
+  (its fastest layout here) and NCHW, on torch's default threads (one per core).
 
 Each side runs in its own worker process, in interleaved rounds (see harness.py).
 
