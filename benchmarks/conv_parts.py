@@ -44,14 +44,9 @@ def _arrays(side, cin, cout):
 def jax_parts(side, cin, cout):
     """charjax's three parts of one layer, each a call with no arguments returning its result."""
     import jax
-    from jax import lax
+    from layers import fast_conv  # benchmarks/layers.py; here, so the torch worker skips JAX
 
-    from charjax.models import layers
-
-    def conv(x, k):
-        dn = lax.conv_dimension_numbers(x.shape, k.shape, ("NHWC", "HWIO", "NHWC"))
-        return layers.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=dn)
-
+    conv = fast_conv(1)
     fns = {
         "forward": lambda x, k, g: conv(x, k),
         "input gradient": lambda x, k, g: jax.vjp(lambda x: conv(x, k), x)[1](g)[0],
@@ -101,23 +96,21 @@ def _repeat(f, sync):
 
 def build(spec: dict) -> list[Contender]:
     """The contenders of one worker: every part of every layer, for one side."""
+    if spec["side"] == "jax":
+        import jax
+
+        sides, sync = {"charjax": jax_parts}, jax.block_until_ready
+    else:  # eager: the result is ready when the call returns
+        sides = {
+            "torch channels_last": partial(torch_parts, channels_last=True),
+            "torch": partial(torch_parts, channels_last=False),
+        }
+        sync = lambda out: None  # noqa: E731
     out = []
     for i, (side, cin, cout) in enumerate(LAYERS):
         layer = f"block conv {i + 1}: {side}x{side} {cin}>{cout}"
-        if spec["side"] == "jax":
-            import jax
-
-            parts, sync = {"charjax": jax_parts(side, cin, cout)}, jax.block_until_ready
-        else:  # eager: the result is ready when the call returns
-            parts, sync = (
-                {
-                    "torch channels_last": torch_parts(side, cin, cout, True),
-                    "torch": torch_parts(side, cin, cout, False),
-                },
-                lambda out: None,
-            )
-        for name, fns in parts.items():
-            for part, f in fns.items():
+        for name, parts in sides.items():
+            for part, f in parts(side, cin, cout).items():
                 out.append(Contender(name, f"{layer} | {part}", _repeat(f, sync), BATCH))
     return out
 

@@ -36,7 +36,9 @@ def _lax_conv(groups, stride=1):
     )
 
 
-def _fast_conv(groups, stride=1):
+def fast_conv(groups, stride=1):
+    """The conv as charjax's models call it (`charjax.models.layers.conv_general_dilated`)."""
+
     def f(x, k):
         dn = lax.conv_dimension_numbers(x.shape, k.shape, NHWC)
         return layers.conv_general_dilated(
@@ -186,7 +188,7 @@ def build(size, batch, conv_variants=False):
             how = layers._formulation(x, p, (stride,) * 2, "SAME", None, None, dn, groups)
             pairs = [
                 ("plain (lax conv)", _lax_conv(groups, stride)),
-                (f"charjax ({how})", _fast_conv(groups, stride)),
+                (f"charjax ({how})", fast_conv(groups, stride)),
             ]
             if conv_variants and name.startswith("resnet conv") and batch % 8 == 0:
                 pairs += list(CONV_VARIANTS.items())
