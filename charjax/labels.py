@@ -70,6 +70,22 @@ def fold_case(indices):
 FOLD_TABLE = np.asarray(fold_case(np.arange(NUM_CLASSES)), dtype=np.int32)
 
 
+# Letters whose two cases are one shape at two sizes, for which a `:nocase` part of `--data`
+# teaches the letter but not its case (`charjax.losses.Classification`). A handwriting font's
+# "c" and "C" are often the same drawing, so its labels say which case the font's author filed
+# it under, not what a reader could tell. The shape-only loss was measured on these seven
+# (MODEL_CARD.md); u, k, p and y differ in form often enough in fonts that their labels teach.
+SAME_SHAPE_LETTERS = "cosvwxz"
+
+
+def case_partners() -> np.ndarray:
+    """int32 [62]: each same-shape letter's other case; every other class maps to itself."""
+    table = np.arange(NUM_CLASSES, dtype=np.int32)
+    for lower in SAME_SHAPE_LETTERS:
+        table[_INDEX[lower]], table[_INDEX[lower.upper()]] = _INDEX[lower.upper()], _INDEX[lower]
+    return table
+
+
 def lookalike_group(char: str) -> str | None:
     """The look-alike group containing `char`, if any (for flagging in displays)."""
     for group in LOOKALIKE_GROUPS:

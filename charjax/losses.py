@@ -1,6 +1,7 @@
 """What a run minimises, chosen by its model's registry kind.
 
-    classifier                  softmax cross-entropy; best checkpoint by val accuracy
+    classifier                  softmax cross-entropy (shape-only for `:nocase` data parts);
+                                best checkpoint by val accuracy
     autoencoder, vae, cvae      reconstruction (+ beta * KL for the VAEs); best by val loss
 
 An objective is a frozen dataclass, so it is hashable and `train_step` takes it as a static
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from charjax.config import TrainConfig
-from charjax.labels import FOLD_TABLE, NUM_CLASSES
+from charjax.labels import FOLD_TABLE, case_partners
 from charjax.models import model_kind
 
 
@@ -59,6 +60,25 @@ def _classification_sums(logits, labels, mask) -> dict[str, jax.Array]:
     }
 
 
+def shape_nll(logp, labels, nocase=None) -> jax.Array:
+    """Per-example negative log-likelihood of the label, [B].
+
+    Args:
+      logp: log-probabilities [B, 62].
+      labels: int [B].
+      nocase: bool [B] or None. Where True and the label is a same-shape letter
+        (`charjax.labels.SAME_SHAPE_LETTERS`), either case is right: -log(p(c) + p(C)). The
+        image then teaches the letter's shape and leaves its case to the parts that know it.
+    """
+    picked = jnp.take_along_axis(logp, labels[:, None], -1)[:, 0]
+    if nocase is None:
+        return -picked
+    partners = jnp.asarray(case_partners())[labels]
+    other = jnp.take_along_axis(logp, partners[:, None], -1)[:, 0]
+    either = jnp.logaddexp(picked, other)
+    return -jnp.where(nocase & (partners != labels), either, picked)
+
+
 @dataclass(frozen=True)
 class Classification:
     """Softmax cross-entropy against (optionally smoothed) one-hot labels."""
@@ -72,12 +92,17 @@ class Classification:
     progress: ClassVar[dict[str, str]] = {"acc": "accuracy"}  # progress-bar name -> metric
 
     def loss(self, apply_fn, variables, x, batch, rng):
-        """(mean loss, (batch stats, metrics)) of a training batch; x is the augmented input."""
+        """(mean loss, (batch stats, metrics)) of a training batch; x is the augmented input.
+
+        The cross-entropy against one-hot labels smoothed by `label_smoothing`, written as
+        (1 - eps) * nll - eps * mean(log p) so that an image of a `:nocase` part (batch
+        "nocase") can have a shape-only nll (`shape_nll`).
+        """
         logits, batch_stats = _apply(apply_fn, variables, x, rngs={"dropout": rng})
-        targets = optax.smooth_labels(
-            jax.nn.one_hot(batch["label"], NUM_CLASSES), self.label_smoothing
-        )
-        loss = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
+        logp = jax.nn.log_softmax(logits.astype(jnp.float32))  # [B, 62]
+        nll = shape_nll(logp, batch["label"], batch.get("nocase"))
+        eps = self.label_smoothing
+        loss = ((1.0 - eps) * nll - eps * logp.mean(-1)).mean()
         sums = _classification_sums(logits, batch["label"], batch["mask"])
         return loss, (batch_stats, {"accuracy": sums["correct"] / sums["count"]})
 

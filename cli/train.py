@@ -27,7 +27,9 @@ D = TrainConfig()  # defaults shown in --help come from the one config
     "built on first use), "
     "'chars74k[:SUBSETS[:SPLIT]]' (downloaded and prepared on first use), 'folder:IMAGES' "
     "(your own images in class folders, prepared on use), a dataset directory prepared with "
-    "`charjax data`, or a mixture: 'A+B', weighted 'A:0.7+B:0.3'.",
+    "`charjax data`, or a mixture: 'A+B', weighted 'A:0.7+B:0.3'; a part ending in "
+    "':nocase' teaches c o s v w x z's shape but not their case "
+    "('fonts:0.7+data/hand:0.3:nocase').",
 )
 @click.option(
     "--data-dir",

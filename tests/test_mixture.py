@@ -132,3 +132,28 @@ def test_unknown_part_names_the_part(two, tmp_path):
     big, _ = two
     with pytest.raises(CharjaxError, match="unknown --data 'nope'"):
         resolve_data(f"{big}+nope", SIZE, str(tmp_path), False)
+
+
+def test_parse_data_reads_nocase_after_the_weight():
+    assert parse_data("data/hand:0.3:nocase+fonts:0.7") == [
+        DataPart("path", ("data/hand",), 0.3, "data/hand", nocase=True),
+        DataPart("fonts", (), 0.7, "fonts"),
+    ]
+    assert parse_data("fonts:nocase") == [DataPart("fonts", (), None, "fonts", nocase=True)]
+    with pytest.raises(CharjaxError, match="':nocase' goes last"):
+        parse_data("data/hand:nocase:0.3")
+
+
+def test_a_nocase_part_flags_its_images_and_only_them(two, tmp_path):
+    big, small = two
+    plain = resolve_data(f"{big}:1+{small}:1", SIZE, str(tmp_path), False)
+    flagged = resolve_data(f"{big}:1+{small}:1:nocase", SIZE, str(tmp_path), False)
+    assert flagged.path != plain.path  # not the unflagged mixture reused
+    assert "nocase" not in plain.arrays("train")
+    for split in ("train", "val"):
+        arrays = flagged.arrays(split)
+        assert arrays["nocase"].tolist() == (arrays["label"] == 2).tolist()
+    assert flagged.meta["data"] == f"{big}:1+{small}:1:nocase"
+    # One flagged part alone is still a mixture, so the flag reaches the batches.
+    alone = resolve_data(f"{small}:nocase", SIZE, str(tmp_path), False)
+    assert alone.meta["source"] == "mixture" and alone.arrays("train")["nocase"].all()

@@ -69,6 +69,22 @@ def test_train_step_overfits_a_tiny_batch(glyph_cache):
     assert {"loss", "accuracy", "lr", "grad_norm", "param_norm"} <= set(metrics)
 
 
+def test_the_train_step_lets_nocase_images_be_either_case(glyph_cache, tmp_path):
+    config = TrainConfig(arch="tiny", image_size=16, augment=0.0, label_smoothing=0.0)
+    mesh = parallel.make_mesh()
+    losses = {}
+    for flag in (False, True):
+        state, step = _state_and_step(config, mesh)  # the same init both times
+        batch = _batch(glyph_cache, 62) | {"nocase": np.full(62, flag)}
+        losses[flag] = float(step(state, parallel.put_batch(batch, mesh))[1]["loss"])
+    # 14 of the 62 glyphs are same-shape letters: their loss drops by about log 2 / 62 each.
+    assert 0.5 * 14 * np.log(2) / 62 < losses[False] - losses[True] < 1.5 * 14 * np.log(2) / 62
+    # And a whole run on a `:nocase` part trains and evaluates.
+    config = TrainConfig(arch="tiny", data=f"{glyph_cache}:nocase", data_dir=str(tmp_path),
+                         image_size=16, batch_size=32, steps=2, eval_every=2)  # fmt: skip
+    assert fit(config, tmp_path / "run", progress=False, echo=lambda s: None)["step"] == 2
+
+
 @pytest.fixture(scope="module")
 def device_comparisons(glyph_cache) -> dict[bool, str]:
     """Runs 3 steps of resnet-small on 1 CPU device, then on 2 with the right gradient and on

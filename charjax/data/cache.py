@@ -65,9 +65,18 @@ class Cache:
         return np.flatnonzero(self.splits == SPLITS.index(split))
 
     def arrays(self, split: str) -> dict[str, np.ndarray]:
-        """The images and labels of one split, loaded into memory."""
+        """The images and labels of one split, loaded into memory.
+
+        A mixture with `:nocase` parts adds "nocase" (bool [n]): the image is of such a part,
+        so the loss takes either case of a same-shape letter (`charjax.data.mixture`).
+        """
         idx = self.indices(split)
-        return {"image": np.asarray(self.images[idx]), "label": np.asarray(self.labels[idx])}
+        arrays = {"image": np.asarray(self.images[idx]), "label": np.asarray(self.labels[idx])}
+        ranges = self.meta.get("nocase_groups")
+        if ranges:
+            groups = np.asarray(self.groups[idx])
+            arrays["nocase"] = np.any([(groups >= lo) & (groups < hi) for lo, hi in ranges], 0)
+        return arrays
 
 
 def write_cache(

@@ -3,7 +3,7 @@
 The `--data` value, part by part (`charjax.data.sources` turns each SOURCE into a cache):
 
     DATA    := PART ( "+" PART )*
-    PART    := SOURCE [ ":" WEIGHT ]            WEIGHT: a positive number, e.g. 0.3 or 2
+    PART    := SOURCE [ ":" WEIGHT ] [ ":nocase" ]     WEIGHT: a positive number, e.g. 0.3 or 2
     SOURCE  := "fonts" | "handwriting"
              | "chars74k" [ ":" SUBSETS [ ":" SPLIT ] ]    SUBSETS: font,hand,img_good,img_bad
              | "folder" ":" IMAGES                          IMAGES: a folder of your images
@@ -15,13 +15,19 @@ The `--data` value, part by part (`charjax.data.sources` turns each SOURCE into 
     data/mine:1+fonts:3                   a prepared cache directory and the fonts, 1 : 3
     fonts:3+handwriting:1                 the fonts and synthetic handwriting, 3 : 1
     folder:my_samples:0.5+fonts:0.5       your own images (class folders, read on use), 1 : 1
+    fonts:0.7+data/hand:0.3:nocase        data/hand teaches c o s v w x z's shape, not case
 
 A trailing ":NUMBER" is always a weight. Weights are given for every part or for none. With
 weights, the mixture's train split keeps its natural total size (the sum of the parts' train
 splits) and each part fills its share of it by deterministic resampling: every image of the
 part repeated the same number of times, plus a seeded random choice for the remainder. The
 val and test splits are each part's own, whole and unweighted, so they measure the same
-images whatever the weights. Parts must share one preprocessing spec (the one a checkpoint
+images whatever the weights. A part marked ":nocase" teaches the letters whose cases are one
+shape (`charjax.labels.SAME_SHAPE_LETTERS`) without their case: its images of those letters
+count as right for either case in the loss, because a handwriting font's "c" and "C" are
+often the same drawing and its labels then teach a case no reader could see. The mixture
+records which groups are such (meta "nocase_groups") and `Cache.arrays` hands the flag to the
+batches as "nocase". Parts must share one preprocessing spec (the one a checkpoint
 records), so a mixture is a plain cache on disk and everything downstream is unchanged.
 """
 
@@ -50,13 +56,15 @@ class DataPart:
       args: chars74k: (SUBSETS,) or (SUBSETS, SPLIT); path, folder: (PATH,); fonts,
         handwriting: ().
       weight: the part's share of the train split, or None.
-      text: the part as written, without its weight.
+      text: the part as written, without its weight and ":nocase".
+      nocase: the part teaches same-shape letters without their case (module docstring).
     """
 
     kind: str
     args: tuple[str, ...]
     weight: float | None
     text: str
+    nocase: bool = False
 
 
 def _number(text: str) -> float | None:
@@ -75,11 +83,15 @@ def parse_data(spec: str) -> list[DataPart]:
     parts = []
     for text in spec.split("+"):
         fields = text.split(":")
+        nocase = len(fields) > 1 and fields[-1] == "nocase"
+        fields = fields[:-1] if nocase else fields
         weight = _number(fields[-1]) if len(fields) > 1 else None
         if weight is not None:
             fields = fields[:-1]
             if weight <= 0:
                 raise CharjaxError(f"--data part {text!r}: the weight must be positive")
+        if "nocase" in fields[1:]:
+            raise CharjaxError(f"--data part {text!r}: ':nocase' goes last, after the weight")
         head, rest = fields[0], fields[1:]
         if not head:
             raise CharjaxError(f"--data {spec!r} has an empty part (two '+' in a row?)")
@@ -94,7 +106,7 @@ def parse_data(spec: str) -> list[DataPart]:
         kind = head if head in KEYWORDS else "path"
         args = {"chars74k": tuple(rest), "path": (":".join(fields),), "folder": (":".join(rest),)}
         args = args.get(kind, ())
-        parts.append(DataPart(kind, args, weight, ":".join(fields)))
+        parts.append(DataPart(kind, args, weight, ":".join(fields), nocase))
     given = [p.weight is not None for p in parts]
     if len(parts) > 1 and any(given) and not all(given):
         missing = ", ".join(p.text for p in parts if p.weight is None)
@@ -106,8 +118,14 @@ def parse_data(spec: str) -> list[DataPart]:
 
 def mixture_path(root: Path, parts: Sequence[DataPart], image_size: int) -> Path:
     """Where the mixture of `parts` is kept: a name derived from the parts and weights."""
-    key = json.dumps([[p.text, p.weight] for p in parts])
+    key = json.dumps([[p.text, p.weight] + ["nocase"] * p.nocase for p in parts])
     return root / f"mix-{hashlib.sha256(key.encode()).hexdigest()[:12]}-{image_size}"
+
+
+def _part_text(part: DataPart) -> str:
+    """The part as it would be written in `--data`."""
+    weight = "" if part.weight is None else f":{part.weight:g}"
+    return part.text + weight + ":nocase" * part.nocase
 
 
 def _part_record(part: DataPart, cache: Cache) -> dict:
@@ -118,6 +136,7 @@ def _part_record(part: DataPart, cache: Cache) -> dict:
     return {
         "data": part.text,
         "weight": part.weight,
+        "nocase": part.nocase,
         "path": str(cache.path.resolve()),
         "build": f"{cache.meta.get('created')} {stat.st_mtime_ns} {stat.st_size}",
     }
@@ -172,7 +191,7 @@ def build_mixture(
             count = max(1, round(share[i] * total))
             ch["train"] = resample(ch["train"], count, np.random.default_rng([seed, i]))
 
-    images, labels, groups, splits, group_names = [], [], [], [], []
+    images, labels, groups, splits, group_names, nocase_groups = [], [], [], [], [], []
     for part, cache, ch, record in zip(parts, caches, chosen, records, strict=True):
         for k, split in enumerate(SPLITS):
             idx = ch[split]
@@ -182,6 +201,8 @@ def build_mixture(
             splits.append(np.full(len(idx), k, np.uint8))
         names = cache.meta.get("group_names") or []
         n_groups = max(len(names), int(np.max(cache.groups, initial=-1)) + 1)
+        if part.nocase:  # half-open ranges of the mixture's group ids
+            nocase_groups.append([len(group_names), len(group_names) + n_groups])
         group_names += [f"{part.text}: {g}" for g in names] + [
             f"{part.text}: group {g}" for g in range(len(names), n_groups)
         ]
@@ -190,10 +211,11 @@ def build_mixture(
     meta = {
         "source": "mixture",
         "mix": _MIX_VERSION,
-        "data": "+".join(p.text + ("" if p.weight is None else f":{p.weight:g}") for p in parts),
+        "data": "+".join(_part_text(p) for p in parts),
         "parts": records,
         "preprocess": spec,
         "group_names": group_names,
+        "nocase_groups": nocase_groups,
         "split_by": f"each part's own split; {how}",
         "seed": seed,
     }

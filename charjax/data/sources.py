@@ -186,6 +186,6 @@ def resolve_data(spec: str, image_size: int, data_dir: str | None = None, progre
         cache = _resolve_part(part, image_size, data_dir, progress)
         _check_size(cache, image_size)
         caches.append(cache)
-    if len(caches) == 1:
+    if len(caches) == 1 and not parts[0].nocase:  # a flagged part needs the mixture's record
         return caches[0]
     return build_mixture(mixture_path(_root(data_dir), parts, image_size), parts, caches)
