@@ -142,7 +142,7 @@ def _with_replay(data: str, size: int, data_dir: str | None, say: Callable) -> s
     if n_train >= FINETUNE.small:
         return data
     w = FINETUNE.replay_weight
-    mixed = f"{data}:{1 - w:g}+{FINETUNE.replay}:{w:g}"
+    mixed = f"{dataclasses.replace(parts[0], weight=1 - w).spec()}+{FINETUNE.replay}:{w:g}"
     say(
         f"Small dataset ({n_train} train images): mixing in a replay of "
         f"{FINETUNE.replay!r} so the model keeps what it knew: --data {mixed} "

@@ -219,6 +219,17 @@ def test_small_folder_gets_a_replay_and_says_how_it_validates(
     assert summary["val"]["n"] == (4 if per_class == 3 else 31)  # glyph_cache val: 31
 
 
+def test_the_replay_keeps_a_nocase_mark(tiny_run, glyph_cache, tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        finetune, "FINETUNE", dataclasses.replace(FINETUNE, replay=str(glyph_cache))
+    )
+    folder = _sample_folder(tmp_path / "mine", {c: 3 for c in "cCoO"})
+    data = f"folder:{folder}:nocase"
+    options = _options(init_from=str(tiny_run), data=data, data_dir=str(tmp_path))
+    config = finetune_config(options, {"init_from", "data", "data_dir"}, lambda s: None)
+    assert config.data == f"folder:{folder}:0.5:nocase+{glyph_cache}:0.5"
+
+
 @pytest.mark.parametrize("data", ["fonts", "a+b", "folder:mine:1", "fonts:1+folder:mine:1"])
 def test_a_keyword_or_a_mixture_written_out_gets_no_replay(data, tiny_run):
     said = []

@@ -66,6 +66,11 @@ class DataPart:
     text: str
     nocase: bool = False
 
+    def spec(self) -> str:
+        """The part as it is written in `--data`, weight and ":nocase" included."""
+        weight = "" if self.weight is None else f":{self.weight:g}"
+        return self.text + weight + ":nocase" * self.nocase
+
 
 def _number(text: str) -> float | None:
     try:
@@ -120,12 +125,6 @@ def mixture_path(root: Path, parts: Sequence[DataPart], image_size: int) -> Path
     """Where the mixture of `parts` is kept: a name derived from the parts and weights."""
     key = json.dumps([[p.text, p.weight] + ["nocase"] * p.nocase for p in parts])
     return root / f"mix-{hashlib.sha256(key.encode()).hexdigest()[:12]}-{image_size}"
-
-
-def _part_text(part: DataPart) -> str:
-    """The part as it would be written in `--data`."""
-    weight = "" if part.weight is None else f":{part.weight:g}"
-    return part.text + weight + ":nocase" * part.nocase
 
 
 def _part_record(part: DataPart, cache: Cache) -> dict:
@@ -211,7 +210,7 @@ def build_mixture(
     meta = {
         "source": "mixture",
         "mix": _MIX_VERSION,
-        "data": "+".join(_part_text(p) for p in parts),
+        "data": "+".join(p.spec() for p in parts),
         "parts": records,
         "preprocess": spec,
         "group_names": group_names,
