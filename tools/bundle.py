@@ -23,13 +23,10 @@ from charjax.checkpoint import find_checkpoint
 from charjax.data.cache import SPLITS, load_cache
 from charjax.data.folder import read_folder
 from charjax.evaluate import accuracy_report
-from charjax.labels import CLASSES, FOLD_TABLE, parse_charset, restrict
+from charjax.labels import CLASSES, FOLD_TABLE, SAME_SHAPE_LETTERS, parse_charset, restrict
 from charjax.predict import PRETRAINED_DIR, Predictor
 from charjax.preprocess import load_image
 from charjax.viz.report import confused_pairs
-
-# Letters whose two cases are one shape once cropped to the ink (see MODEL_CARD.md).
-SAME_SHAPE_CASES = "cosvwxz"
 
 # Items a predictor reads (see charjax.checkpoint); "train" holds the optimizer state.
 _INFERENCE_ITEMS = ("model", "meta", "_CHECKPOINT_METADATA")
@@ -74,13 +71,13 @@ def shape_confusions(confusion: np.ndarray, top: int = 8) -> list[tuple[str, str
 
 def case_only_errors(confusion: np.ndarray) -> dict[str, float]:
     """Shares of all examples whose only mistake is the case: in total, and for the letters
-    whose cases are one shape when cropped (`SAME_SHAPE_CASES`)."""
+    whose cases are one shape when cropped (`SAME_SHAPE_LETTERS`)."""
     c = np.array(confusion)
     np.fill_diagonal(c, 0)
     case_only = np.where(FOLD_TABLE[:, None] == FOLD_TABLE[None, :], c, 0)
-    same = [CLASSES.index(x) for x in SAME_SHAPE_CASES + SAME_SHAPE_CASES.upper()]
+    same = [CLASSES.index(x) for x in SAME_SHAPE_LETTERS + SAME_SHAPE_LETTERS.upper()]
     n = max(int(np.sum(confusion)), 1)
-    return {"all": case_only.sum() / n, SAME_SHAPE_CASES: case_only[same].sum() / n}
+    return {"all": case_only.sum() / n, SAME_SHAPE_LETTERS: case_only[same].sum() / n}
 
 
 def _summary(probs: np.ndarray, labels: np.ndarray) -> dict:
@@ -199,11 +196,11 @@ def main(argv=None) -> None:
     for name, r in numbers.items():
         if isinstance(r, dict) and "top1" in r:
             pairs = ", ".join(f"{t}->{p} {n}" for t, p, n in r["confused"][:5])
-            case = r["case_only_errors"]
+            case, same = r["case_only_errors"], SAME_SHAPE_LETTERS
             print(
                 f"{name:34s} n={r['n']:6d}  top1 {r['top1']:.4f}  "
                 f"case-insensitive {r['top1_case_insensitive']:.4f}  case-only errors "
-                f"{case['all']:.4f} ({SAME_SHAPE_CASES}: {case[SAME_SHAPE_CASES]:.4f})  ({pairs})"
+                f"{case['all']:.4f} ({same}: {case[same]:.4f})  ({pairs})"
             )
     if "held-out writers, digits" in numbers:
         restricted = numbers["held-out writers, digits"]["top1_restricted_to_digits"]
