@@ -47,8 +47,10 @@ screenshot: setup
 # 3,000 more with the npm printed fonts of `make print-fonts` too, 6,000 more with the 85
 # further handwriting families of `make more-hand-fonts` (the best of its checkpoints by
 # validation accuracy is kept), and 6,000 more with the school handwriting models of `make
-# school-fonts` too (its best by validation is exported); then the drawn-glyph set, export
-# and measurements (written to $(PRETRAINED_WORK)/numbers.json).
+# school-fonts` too (its best by validation is kept), and 3,000 more on that mixture with the
+# handwriting parts teaching shape but not case (`:nocase`; its best by validation is
+# exported); then the drawn-glyph set, export and measurements (written to
+# $(PRETRAINED_WORK)/numbers.json).
 # The synthetic writers of `charjax data handwriting` are not in it: continuing the model on
 # them lowered the drawn-glyph set (MODEL_CARD.md, "Tried and not shipped").
 PRETRAINED_WORK := build/pretrained
@@ -61,6 +63,9 @@ PRETRAINED_MIX := $(PRETRAINED_WORK)/fonts:0.6+$(PRETRAINED_WORK)/hand:0.25+$(PR
 PRETRAINED_MIX2 := $(PRETRAINED_WORK)/fonts:0.5+$(PRETRAINED_WORK)/hand:0.2+$(PRETRAINED_WORK)/handfonts:0.15+$(PRETRAINED_WORK)/printfonts:0.15
 PRETRAINED_MIX3 := $(PRETRAINED_WORK)/fonts:0.45+$(PRETRAINED_WORK)/hand:0.15+$(PRETRAINED_WORK)/handfonts:0.15+$(PRETRAINED_WORK)/morehand:0.15+$(PRETRAINED_WORK)/printfonts:0.1
 PRETRAINED_MIX4 := $(PRETRAINED_WORK)/fonts:0.45+$(PRETRAINED_WORK)/hand:0.13+$(PRETRAINED_WORK)/handfonts:0.13+$(PRETRAINED_WORK)/morehand:0.13+$(PRETRAINED_WORK)/school:0.08+$(PRETRAINED_WORK)/printfonts:0.08
+# The fifth continuation's mixture is the fourth's with the handwriting parts marked :nocase:
+# they teach c o s v w x z's shape, and the printed fonts alone teach those letters' case.
+PRETRAINED_MIX5 := $(PRETRAINED_WORK)/fonts:0.45+$(PRETRAINED_WORK)/hand:0.13:nocase+$(PRETRAINED_WORK)/handfonts:0.13:nocase+$(PRETRAINED_WORK)/morehand:0.13:nocase+$(PRETRAINED_WORK)/school:0.08:nocase+$(PRETRAINED_WORK)/printfonts:0.08
 # $(call continue_run,FROM,DATA,TO,STEPS,EVAL_EVERY): the run FROM continued on the mixture
 # DATA into TO (under $(PRETRAINED_WORK)), with every continuation's optimiser settings.
 define continue_run
@@ -90,8 +95,9 @@ pretrained: setup hand-fonts print-fonts more-hand-fonts school-fonts
 	$(call continue_run,run-hand-fonts,$(PRETRAINED_MIX2),run-print-fonts,3000,1000)
 	$(call continue_run,run-print-fonts,$(PRETRAINED_MIX3),run-more-hand,6000,1500)
 	$(call continue_run,run-more-hand,$(PRETRAINED_MIX4),run-school,6000,1500)
+	$(call continue_run,run-school,$(PRETRAINED_MIX5),run-shape,3000,1000)
 	$(PY) -m tools.drawn_set --out $(PRETRAINED_WORK)/drawn
-	$(PY) -m tools.bundle --run $(PRETRAINED_WORK)/run-school --fonts $(PRETRAINED_WORK)/fonts \
+	$(PY) -m tools.bundle --run $(PRETRAINED_WORK)/run-shape --fonts $(PRETRAINED_WORK)/fonts \
 		--drawn $(PRETRAINED_WORK)/drawn --json $(PRETRAINED_WORK)/numbers.json
 
 # Handwriting and cursive fonts for both bundled models, from the npm registry's @fontsource
