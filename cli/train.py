@@ -235,6 +235,7 @@ def train(
       charjax train --arch tiny --steps 200 --workdir runs/tb --tensorboard
       charjax train --arch vae --latent-dim 16 --augment 0.3 --workdir runs/vae
       charjax train --init-from pretrained --data folder:my_samples --workdir runs/mine
+      charjax train --data fonts:0.7+handwriting:0.3:nocase --workdir runs/mix
 
     Running the same command again on the same --workdir resumes from the latest checkpoint;
     Ctrl-C saves a checkpoint first. To train on several machines, run it on each with
