@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charjax.data.cache import SPLITS, load_cache, write_cache
+from charjax.data.cache import SPLITS, describe, load_cache, write_cache
 from charjax.data.mixture import DataPart, parse_data, resample
 from charjax.data.sources import resolve_data
 from charjax.errors import CharjaxError
@@ -154,6 +154,10 @@ def test_a_nocase_part_flags_its_images_and_only_them(two, tmp_path):
         arrays = flagged.arrays(split)
         assert arrays["nocase"].tolist() == (arrays["label"] == 2).tolist()
     assert flagged.meta["data"] == f"{big}:1+{small}:1:nocase"
+    said = describe(flagged).splitlines()
+    assert f"  part      {big}: weight 1, 110 train" in said
+    not_taught = "not teaching the case of c o s v w x z (:nocase)"
+    assert f"  part      {small}: weight 1, 110 train, {not_taught}" in said
     # One flagged part alone is still a mixture, so the flag reaches the batches.
     alone = resolve_data(f"{small}:nocase", SIZE, str(tmp_path), False)
     assert alone.meta["source"] == "mixture" and alone.arrays("train")["nocase"].all()

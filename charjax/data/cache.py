@@ -28,7 +28,7 @@ import numpy as np
 
 from charjax.atomic import atomic_path, temp_siblings, write_json_atomic
 from charjax.errors import CharjaxError
-from charjax.labels import CLASSES, NUM_CLASSES
+from charjax.labels import CLASSES, NUM_CLASSES, SAME_SHAPE_LETTERS
 
 FORMAT_VERSION = 1
 # A build writes its temp directory in seconds (the arrays are rendered before it exists), so
@@ -174,6 +174,11 @@ def describe(cache: Cache) -> str:
         lines.append(f"split by    {meta['split_by']}{note}")
     for split, fams in meta.get("families", {}).items():
         lines.append(f"  {split:5} families: {', '.join(fams) or '-'}")
+    for part in meta.get("parts", []):  # a mixture's parts, as --data wrote them
+        weight = "" if part.get("weight") is None else f" weight {part['weight']:g},"
+        letters = " ".join(SAME_SHAPE_LETTERS)
+        case = f", not teaching the case of {letters} (:nocase)" if part.get("nocase") else ""
+        lines.append(f"  part      {part['data']}:{weight} {part.get('train_images')} train{case}")
     if meta.get("skipped"):
         lines.append("skipped     " + ", ".join(f"{n} {r}" for r, n in meta["skipped"].items()))
     cells = ["/".join(str(int(n)) for n in counts[:, c]) for c in range(NUM_CLASSES)]
