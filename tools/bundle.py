@@ -23,7 +23,14 @@ from charjax.checkpoint import find_checkpoint
 from charjax.data.cache import SPLITS, load_cache
 from charjax.data.folder import read_folder
 from charjax.evaluate import accuracy_report
-from charjax.labels import CLASSES, FOLD_TABLE, SAME_SHAPE_LETTERS, parse_charset, restrict
+from charjax.labels import (
+    CLASSES,
+    FOLD_TABLE,
+    SAME_SHAPE_LETTERS,
+    case_partners,
+    parse_charset,
+    restrict,
+)
 from charjax.predict import PRETRAINED_DIR, Predictor
 from charjax.preprocess import load_image
 from charjax.viz.report import confused_pairs
@@ -75,7 +82,7 @@ def case_only_errors(confusion: np.ndarray) -> dict[str, float]:
     c = np.array(confusion)
     np.fill_diagonal(c, 0)
     case_only = np.where(FOLD_TABLE[:, None] == FOLD_TABLE[None, :], c, 0)
-    same = [CLASSES.index(x) for x in SAME_SHAPE_LETTERS + SAME_SHAPE_LETTERS.upper()]
+    same = np.flatnonzero(case_partners() != np.arange(len(CLASSES)))  # both cases of each
     n = max(int(np.sum(confusion)), 1)
     return {"all": case_only.sum() / n, SAME_SHAPE_LETTERS: case_only[same].sum() / n}
 

@@ -174,10 +174,10 @@ def describe(cache: Cache) -> str:
         lines.append(f"split by    {meta['split_by']}{note}")
     for split, fams in meta.get("families", {}).items():
         lines.append(f"  {split:5} families: {', '.join(fams) or '-'}")
+    not_taught = f", not teaching the case of {' '.join(SAME_SHAPE_LETTERS)} (:nocase)"
     for part in meta.get("parts", []):  # a mixture's parts, as --data wrote them
         weight = "" if part.get("weight") is None else f" weight {part['weight']:g},"
-        letters = " ".join(SAME_SHAPE_LETTERS)
-        case = f", not teaching the case of {letters} (:nocase)" if part.get("nocase") else ""
+        case = not_taught if part.get("nocase") else ""
         lines.append(f"  part      {part['data']}:{weight} {part.get('train_images')} train{case}")
     if meta.get("skipped"):
         lines.append("skipped     " + ", ".join(f"{n} {r}" for r, n in meta["skipped"].items()))

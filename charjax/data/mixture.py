@@ -123,6 +123,8 @@ def parse_data(spec: str) -> list[DataPart]:
 
 def mixture_path(root: Path, parts: Sequence[DataPart], image_size: int) -> Path:
     """Where the mixture of `parts` is kept: a name derived from the parts and weights."""
+    # An unmarked part keeps the key it had before ":nocase" existed, so a mixture built then
+    # is rebuilt in place (its record differs) instead of left behind under an old name.
     key = json.dumps([[p.text, p.weight] + ["nocase"] * p.nocase for p in parts])
     return root / f"mix-{hashlib.sha256(key.encode()).hexdigest()[:12]}-{image_size}"
 
