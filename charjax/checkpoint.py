@@ -6,8 +6,8 @@ A workdir holds two CheckpointManagers:
     WORKDIR/best/<step>/          the best by validation accuracy (predict from here)
 
 Each step directory has three items, so a predictor reads only what it needs:
-    model   {"params", "batch_stats"}
-    train   {"step", "opt_state", "rng"}
+    model   {"params", "batch_stats"}: the model (with --ema, the moving average)
+    train   {"step", "opt_state", "rng"}, and "live" {"params", "batch_stats"} with --ema
     meta    JSON: run config, preprocessing spec, data description, iterator state, metrics
 
 A step that cannot be read (a truncated array file, a deleted item) is skipped for the next

@@ -57,6 +57,10 @@ class TrainConfig:
       warmup: fraction of the steps spent warming up.
       weight_decay: decoupled (AdamW) weight decay on kernels; biases and norms are exempt.
       label_smoothing: mass spread over the other classes in the target distribution.
+      ema: decay of an exponential moving average of the params and batch statistics, kept
+        beside them (0: none). The average is then the run's model: validation measures it
+        and checkpoints save it for predict, eval and fine-tuning. 0.999 averages over about
+        the last thousand steps (fewer early on: see `charjax.step.ema_decay`).
       augment: strength of on-device augmentation (0 disables it).
       seed: seeds init, data order, augmentation and dropout.
       eval_every: evaluate on the val split every N steps (0: only at the end).
@@ -85,6 +89,7 @@ class TrainConfig:
     warmup: float = 0.05
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
+    ema: float = 0.0
     augment: float = 1.0
     seed: int = 0
     eval_every: int = 500
@@ -111,6 +116,7 @@ class TrainConfig:
             (0 <= self.warmup < 1, f"warmup must be a fraction in [0, 1), got {self.warmup}"),
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
+            (0 <= self.ema < 1, f"ema decay must be in [0, 1) (0: none), got {self.ema}"),
             (self.augment >= 0, f"augment strength must be >= 0, got {self.augment}"),
             (
                 self.eval_every >= 0 and self.checkpoint_every >= 0,

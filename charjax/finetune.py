@@ -235,10 +235,17 @@ def validation_arrays(config: TrainConfig, say) -> dict[str, np.ndarray]:
 
 
 def initial_state(state, config: TrainConfig, mesh):
-    """A fresh TrainState with the source's params and batch statistics, replicated."""
+    """A fresh TrainState with the source's params and batch statistics, replicated (and as the
+    start of its moving average, if it keeps one)."""
     variables = load_source(config.init_from).variables
-    arrays = {"params": variables["params"], "batch_stats": variables.get("batch_stats") or {}}
+    host = jax.device_get(
+        {"params": variables["params"], "batch_stats": variables.get("batch_stats") or {}}
+    )
     # Through host memory: the step donates the state, which must not take the cached
     # source's own buffers with it (a second run in this process starts from them again).
-    arrays = jax.device_put(jax.device_get(arrays), parallel.replicated(mesh))
-    return state.replace(params=arrays["params"], batch_stats=arrays["batch_stats"])
+    # Each device_put makes new buffers, so the average and the live weights share none.
+    put = lambda: jax.device_put(host, parallel.replicated(mesh))
+    arrays = put()
+    return state.replace(
+        params=arrays["params"], batch_stats=arrays["batch_stats"], ema=put() if state.ema else {}
+    )

@@ -6,6 +6,10 @@ state donated. Randomness comes from the state's rng folded with the step, so a 
 draws exactly the same augmentations and dropout masks as an uninterrupted one. The loss is
 the objective of the model's kind (`charjax.losses`): cross-entropy for classifiers,
 reconstruction + beta * KL for the autoencoders.
+
+With `TrainConfig.ema`, the state also keeps an exponential moving average of the params and
+batch statistics. The average is the run's model: it is what evaluation measures and what
+checkpoints give to `predict`, `eval` and fine-tuning; the live weights are training state.
 """
 
 import functools
@@ -36,29 +40,49 @@ class TrainState(struct.PyTreeNode):
     batch_stats: Any  # {} for models without batch norm
     opt_state: Any
     rng: jax.Array  # uint32 [2], a raw PRNG key (checkpoints as a plain array)
+    ema: Any  # {"params", "batch_stats"}: their moving average; {} when the run keeps none
     apply_fn: Callable = struct.field(pytree_node=False)
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
 
-    def variables(self) -> dict[str, Any]:
-        if self.batch_stats:
-            return {"params": self.params, "batch_stats": self.batch_stats}
-        return {"params": self.params}
+    def live(self) -> dict[str, Any]:
+        return {"params": self.params, "batch_stats": self.batch_stats}
+
+    def model_variables(self) -> dict[str, Any]:
+        """The variables the run is evaluated with and saves as its model: the moving
+        average's when it keeps one, else the live ones."""
+        v = self.ema or self.live()
+        return dict(v) if v["batch_stats"] else {"params": v["params"]}
 
     def checkpoint_items(self) -> dict[str, Any]:
-        """The state split the way checkpoints store it (see charjax.checkpoint)."""
-        return {
-            "model": {"params": self.params, "batch_stats": self.batch_stats},
-            "train": {"step": self.step, "opt_state": self.opt_state, "rng": self.rng},
-        }
+        """The state split the way checkpoints store it (see charjax.checkpoint): "model" is
+        what a predictor reads; with a moving average the live weights go with "train"."""
+        train = {"step": self.step, "opt_state": self.opt_state, "rng": self.rng}
+        if not self.ema:
+            return {"model": self.live(), "train": train}
+        return {"model": self.ema, "train": {**train, "live": self.live()}}
 
     def with_checkpoint_items(self, items: dict[str, Any]) -> "TrainState":
+        train = items["train"]
+        live = train["live"] if self.ema else items["model"]
         return self.replace(
-            params=items["model"]["params"],
-            batch_stats=items["model"]["batch_stats"],
-            step=items["train"]["step"],
-            opt_state=items["train"]["opt_state"],
-            rng=items["train"]["rng"],
+            params=live["params"],
+            batch_stats=live["batch_stats"],
+            ema=items["model"] if self.ema else {},
+            step=train["step"],
+            opt_state=train["opt_state"],
+            rng=train["rng"],
         )
+
+
+def ema_decay(step: jax.Array, decay: float) -> jax.Array:
+    """The moving average's decay at `step`: `decay`, but at most (1 + step) / (10 + step), so
+    early on the average forgets the initial weights quickly instead of being held back by
+    them for ~1 / (1 - decay) steps (the warm-up of TensorFlow's ExponentialMovingAverage)."""
+    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def update_ema(ema: dict[str, Any], live: dict[str, Any], decay: jax.Array) -> dict[str, Any]:
+    return jax.tree.map(lambda e, v: e + (1.0 - decay) * (v - e), ema, live)
 
 
 def make_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
@@ -117,11 +141,15 @@ def create_train_state(
     def init():
         dummy = jnp.zeros((1, config.image_size, config.image_size, 1), jnp.float32)
         variables = model.init({"params": init_rng, "dropout": init_rng}, dummy, train=False)
-        params = variables["params"]
+        params, batch_stats = variables["params"], variables.get("batch_stats", {})
         return {
             "params": params,
-            "batch_stats": variables.get("batch_stats", {}),
+            "batch_stats": batch_stats,
             "opt_state": tx.init(params),
+            # Its own buffers (the step donates the state): the average starts at the init.
+            "ema": jax.tree.map(jnp.copy, {"params": params, "batch_stats": batch_stats})
+            if config.ema
+            else {},
         }
 
     # The non-partitionable threefry compiles 4-D kernel draws several times faster on CPU
@@ -134,6 +162,7 @@ def create_train_state(
         batch_stats=v["batch_stats"],
         opt_state=v["opt_state"],
         rng=jax.device_put(state_rng, parallel.replicated(mesh)),
+        ema=v["ema"],
         apply_fn=model.apply,
         tx=tx,
     )
@@ -147,6 +176,7 @@ def train_step(
     augment: AugmentConfig,
     objective: Objective,
     frozen_stats: bool = False,
+    ema: float = 0.0,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step on a global batch. Pure; jit it with `jit_train_step`.
 
@@ -155,6 +185,7 @@ def train_step(
       batch: {"image": uint8 [B, H, W], "label": int32 [B], "mask": bool [B]}.
       objective: the loss of the model's kind (static; see `charjax.losses`).
       frozen_stats: keep the batch statistics as they are (a frozen backbone's).
+      ema: the moving average's decay (`ema_decay`); used only when the state keeps one.
     Returns:
       (new state, metrics) with loss, the objective's metrics (accuracy; or recon, mse and
       kl), lr and l2 norms of grads and params.
@@ -178,6 +209,9 @@ def train_step(
     new_state = state.replace(
         step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
     )
+    if state.ema:
+        live = new_state.live()
+        new_state = new_state.replace(ema=update_ema(state.ema, live, ema_decay(state.step, ema)))
     metrics = {
         "loss": loss,
         **objective_metrics,
@@ -193,7 +227,7 @@ def eval_step(
 ) -> dict[str, jax.Array]:
     """Sums of the objective's terms over a batch's unmasked examples (see `summarize`)."""
     return objective.eval_sums(
-        state.apply_fn, state.variables(), model_input(batch["image"]), batch
+        state.apply_fn, state.model_variables(), model_input(batch["image"]), batch
     )
 
 
@@ -205,6 +239,7 @@ def jit_train_step(config: TrainConfig, schedule: optax.Schedule, mesh: Mesh):
         augment=AugmentConfig(strength=config.augment),
         objective=objective_for(config),
         frozen_stats=config.freeze == "backbone",
+        ema=config.ema,
     )
     repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
     return jax.jit(step, in_shardings=(repl, sharded), out_shardings=(repl, repl), donate_argnums=0)

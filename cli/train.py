@@ -84,6 +84,15 @@ D = TrainConfig()  # defaults shown in --help come from the one config
 @click.option("--weight-decay", default=D.weight_decay, show_default=True, type=float)
 @click.option("--label-smoothing", default=D.label_smoothing, show_default=True, type=float)
 @click.option(
+    "--ema",
+    default=D.ema,
+    show_default=True,
+    type=float,
+    metavar="DECAY",
+    help="Keep a moving average of the weights with this decay (0.999: about the last "
+    "thousand steps) and evaluate and save it as the model; 0: none.",
+)
+@click.option(
     "--augment",
     default=D.augment,
     show_default=True,
@@ -236,6 +245,7 @@ def train(
       charjax train --arch vae --latent-dim 16 --augment 0.3 --workdir runs/vae
       charjax train --init-from pretrained --data folder:my_samples --workdir runs/mine
       charjax train --data fonts:0.7+handwriting:0.3:nocase --workdir runs/mix
+      charjax train --steps 3000 --ema 0.999 --workdir runs/ema
 
     Running the same command again on the same --workdir resumes from the latest checkpoint;
     Ctrl-C saves a checkpoint first. To train on several machines, run it on each with

@@ -45,9 +45,11 @@ def _params(run):
     return load_for_inference(run)[0]["params"]
 
 
-def test_starts_from_the_source_params(tiny_run, glyph_cache, tmp_path):
-    # A learning rate of ~0 leaves the start state visible at the end: the source's arrays.
-    variables, meta = _finetune(tiny_run, glyph_cache, tmp_path / "ft", lr=1e-12)
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_starts_from_the_source_params(tiny_run, glyph_cache, tmp_path, ema):
+    # A learning rate of ~0 leaves the start state visible at the end: the source's arrays
+    # (with --ema, the saved model is the average, which starts at the source too).
+    variables, meta = _finetune(tiny_run, glyph_cache, tmp_path / "ft", lr=1e-12, ema=ema)
     source = _params(tiny_run)
     diffs = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), variables["params"], source)
     assert max(jax.tree.leaves(diffs)) < 1e-6

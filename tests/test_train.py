@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from conftest import run_cli
 
 from charjax import parallel
 from charjax.checkpoint import RunCheckpoints, load_for_inference
@@ -196,11 +197,40 @@ def test_image_size_limits_are_the_same_for_data_and_training():
             PreprocessSpec(size=size)
 
 
-def test_checkpoint_round_trip(tmp_path):
-    config = TrainConfig(arch="tiny", image_size=16)
+def test_the_moving_average_follows_the_weights_by_its_decay(glyph_cache):
+    config = TrainConfig(arch="tiny", image_size=16, augment=0.0, lr=1e-2, ema=0.9)
+    mesh = parallel.make_mesh()
+    state, step = _state_and_step(config, mesh)
+    batch = parallel.put_batch(_batch(glyph_cache), mesh)
+    host = lambda tree: jax.tree.map(np.asarray, jax.device_get(tree))
+    average = host(state.live())  # it starts at the initial weights
+    for t in range(3):
+        state, _ = step(state, batch)
+        d = min(0.9, (1 + t) / (10 + t))  # the warm-up: 0.1, 0.18, 0.25
+        average = jax.tree.map(lambda e, v, d=d: d * e + (1 - d) * v, average, host(state.live()))
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    jax.tree.map(close, average, host(state.ema))
+    moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), host(state.ema), host(state.live()))
+    assert any(jax.tree.leaves(moved["params"]))  # the average is not the live weights
+    assert state.model_variables()["params"] is state.ema["params"]
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0])
+def test_an_ema_decay_outside_zero_to_one_is_refused_in_one_line(decay, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--ema", decay, "--workdir", tmp_path / "run")
+    assert code == 2 and "Traceback" not in err
+    assert f"ema decay must be in [0, 1) (0: none), got {decay}" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("ema", [0.0, 0.99])
+def test_checkpoint_round_trip(tmp_path, ema):
+    config = TrainConfig(arch="tiny", image_size=16, ema=ema)
     mesh = parallel.make_mesh()
     state, _ = _state_and_step(config, mesh)
     state = state.replace(step=state.step + 7)
+    if ema:  # an average that differs from the live weights, to tell them apart below
+        state = state.replace(ema=jax.tree.map(lambda x: x + 1.0, state.ema))
     ckpts = RunCheckpoints(tmp_path)
     meta = {"config": config.to_dict(), "preprocess": {"size": 16}, "iterator": {"epoch": 3}}
     ckpts.save(7, state.checkpoint_items(), meta, best=True)
@@ -215,13 +245,14 @@ def test_checkpoint_round_trip(tmp_path):
     restored = state.with_checkpoint_items(items)
     same = jax.tree.map(
         lambda a, b: bool(jnp.array_equal(a, b)),
-        state.checkpoint_items(),
-        restored.checkpoint_items(),
+        (state.live(), state.ema, state.opt_state, state.step, state.rng),
+        (restored.live(), restored.ema, restored.opt_state, restored.step, restored.rng),
     )
     assert all(jax.tree.leaves(same))
     model_vars, _ = load_for_inference(tmp_path)  # the best/ copy, read for inference
-    np.testing.assert_array_equal(
-        jax.tree.leaves(model_vars["params"])[0], jax.tree.leaves(state.params)[0]
+    np.testing.assert_array_equal(  # the model a predictor gets: the average, if kept
+        jax.tree.leaves(model_vars["params"])[0],
+        jax.tree.leaves(state.model_variables()["params"])[0],
     )
 
 
