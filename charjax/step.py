@@ -40,9 +40,10 @@ class TrainState(struct.PyTreeNode):
     batch_stats: Any  # {} for models without batch norm
     opt_state: Any
     rng: jax.Array  # uint32 [2], a raw PRNG key (checkpoints as a plain array)
-    ema: Any  # {"params", "batch_stats"}: their moving average; {} when the run keeps none
     apply_fn: Callable = struct.field(pytree_node=False)
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
+    # {"params", "batch_stats"}: their moving average (--ema); {} when the run keeps none.
+    ema: Any = struct.field(default_factory=dict)
 
     def live(self) -> dict[str, Any]:
         return {"params": self.params, "batch_stats": self.batch_stats}
