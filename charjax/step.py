@@ -82,10 +82,6 @@ def ema_decay(step: jax.Array, decay: float) -> jax.Array:
     return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
-def update_ema(ema: dict[str, Any], live: dict[str, Any], decay: jax.Array) -> dict[str, Any]:
-    return jax.tree.map(lambda e, v: e + (1.0 - decay) * (v - e), ema, live)
-
-
 def make_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
     if config.schedule == "constant":
         return optax.constant_schedule(config.lr)
@@ -210,9 +206,10 @@ def train_step(
     new_state = state.replace(
         step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
     )
-    if state.ema:
-        live = new_state.live()
-        new_state = new_state.replace(ema=update_ema(state.ema, live, ema_decay(state.step, ema)))
+    if state.ema:  # Polyak averaging: ema <- decay * ema + (1 - decay) * live
+        step_size = 1.0 - ema_decay(state.step, ema)
+        averaged = optax.incremental_update(new_state.live(), state.ema, step_size)
+        new_state = new_state.replace(ema=averaged)
     metrics = {
         "loss": loss,
         **objective_metrics,
