@@ -17,6 +17,9 @@ The same as charjax (`charjax.step`, `charjax.losses`, `charjax.fit`):
 - AdamW (b1 0.9, b2 0.999, eps 1e-8), lr 3e-3, linear warmup over 5% of the steps from 0,
   then cosine decay to 1% of lr over the run's total steps (15 epochs unless --steps), weight
   decay 5e-4 on kernels only; softmax cross-entropy with label smoothing 0.1; batch 128;
+- with --ema, the moving average of `charjax train --ema` (params and batch-norm statistics,
+  starting at the initial weights, decay min(ema, (1 + t) / (10 + t)) at update t), which is
+  then what is evaluated and saved;
 - evaluation on every val example every --eval-every steps and at the end, top-1, top-5 and
   case-insensitive top-1 (`charjax.labels.FOLD_TABLE`, as `charjax.losses.classification_hits`),
   plus a save of the state at each evaluation, as charjax saves a checkpoint there;
@@ -38,6 +41,7 @@ Where it differs:
 """
 
 import argparse
+import copy
 import dataclasses
 import json
 import math
@@ -236,6 +240,25 @@ def _optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
 
 
+class _Average:
+    """`charjax train --ema`'s moving average (`charjax.step.ema_decay`) of a model's params
+    and batch-norm statistics, from the model's initial weights on."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.model, self.decay = copy.deepcopy(model), decay
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, t: int) -> None:
+        """After update `t` (0-based), as charjax's step does with the state's step."""
+        d = min(self.decay, (1 + t) / (10 + t))
+        pairs = zip(self.model.state_dict().values(), model.state_dict().values(), strict=True)
+        for mine, live in pairs:
+            if mine.is_floating_point():
+                mine.lerp_(live, 1 - d)
+            else:  # batch norm's num_batches_tracked
+                mine.copy_(live)
+
+
 class _Log:
     """metrics.jsonl records as `charjax.fit` writes them, with the loop's and the process's
     clocks ("time" since the loop began, as charjax; "since_start" since this script's
@@ -268,6 +291,7 @@ def train(config: TrainConfig, workdir: Path, threads: int) -> dict:
     init_like_flax(model)
     model = model.train().to(memory_format=torch.channels_last)
     opt = _optimizer(model, config)
+    average = _Average(model, config.ema) if config.ema else None
     workdir.mkdir(parents=True, exist_ok=True)
     data = {"spec": config.data, "path": str(cache.path), "source": cache.meta.get("source"),
             "counts": cache.meta.get("counts")}  # fmt: skip
@@ -291,15 +315,19 @@ def train(config: TrainConfig, workdir: Path, threads: int) -> dict:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if average:
+                average.update(model, step - 1)
             if step % config.log_every == 0:
                 accuracy = float((logits.argmax(1) == y).float().mean())
                 log.write("train", step, {"loss": loss.item(), "accuracy": accuracy, "lr": lr})
             if (config.eval_every and step % config.eval_every == 0) or step == total_steps:
-                val = evaluate(model, val_arrays, config.batch_size)
+                val = evaluate(average.model if average else model, val_arrays, config.batch_size)
                 log.write("eval", step, val)
                 # charjax saves a checkpoint at every evaluation; so does its twin.
-                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step},
-                           workdir / "state.pt")  # fmt: skip
+                state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step}
+                if average:
+                    state["average"] = average.model.state_dict()
+                torch.save(state, workdir / "state.pt")
     log.file.close()
     return val
 
@@ -319,12 +347,13 @@ def main(argv=None) -> None:
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--ema", type=float, default=d.ema, help="as `charjax train --ema`")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     args = p.parse_args(argv)
     config = TrainConfig(arch=args.arch, data=args.data, image_size=args.image_size,
                          batch_size=args.batch_size, epochs=args.epochs, steps=args.steps,
                          lr=args.lr, augment=args.augment, eval_every=args.eval_every,
-                         log_every=args.log_every, seed=args.seed)  # fmt: skip
+                         log_every=args.log_every, seed=args.seed, ema=args.ema)  # fmt: skip
     workdir = Path(args.workdir)
     if (workdir / "metrics.jsonl").exists():
         raise SystemExit(f"{workdir} already holds a run; give a new --workdir")

@@ -18,7 +18,7 @@ import torch_train  # noqa: E402
 
 from charjax import augment as charjax_augment  # noqa: E402
 from charjax.config import TrainConfig  # noqa: E402
-from charjax.step import make_schedule  # noqa: E402
+from charjax.step import ema_decay, make_schedule  # noqa: E402
 
 
 def test_a_few_steps_write_eval_records(glyph_cache, tmp_path):
@@ -47,6 +47,24 @@ def test_recipe_is_charjax_defaults():
         assert torch_train.schedule(config, total, step) == pytest.approx(
             float(optax_lr(step)), rel=1e-5, abs=1e-9
         )
+
+
+def test_the_moving_average_is_charjax_ema():
+    # Params and batch-norm statistics, from the initial weights, with charjax's decay.
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    average = torch_train._Average(model, 0.9)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    for t in range(3):
+        with torch.no_grad():
+            for i, v in enumerate(model.state_dict().values()):
+                v.add_(i + 1)  # every param and buffer moves, num_batches_tracked too
+        average.update(model, t)
+        d = float(ema_decay(jnp.int32(t), 0.9))
+        for k, v in model.state_dict().items():
+            expected[k] = d * expected[k] + (1 - d) * v if v.is_floating_point() else v.clone()
+    for k, v in average.model.state_dict().items():
+        torch.testing.assert_close(v, expected[k])
+    assert not torch.equal(average.model[0].weight, model[0].weight)  # an average, not a copy
 
 
 def test_augmentation_functions_match_charjax():
