@@ -118,6 +118,7 @@ def run(args) -> dict:
     config = json.loads((workdir / "config.json").read_text())
     return {
         "benchmark": "time_to_accuracy",
+        "train_args": args.train_args,  # the options after --, beyond the shared recipe
         "trainer": args.trainer,
         "command": command,
         "load_average": {"start": load_start, "end": os.getloadavg()},  # 1, 5, 15 min
@@ -141,6 +142,7 @@ def plot(results: list[dict], out: str) -> None:
         arch = result["command"][result["command"].index("--arch") + 1]
         minutes = [p["wall_s"] / 60 for p in curve]
         label = f"{arch}, {result.get('trainer', 'charjax')}"  # older results: charjax only
+        label += "".join(f" {a}" for a in result.get("train_args", []))  # e.g. --ema 0.999
         ax.plot(minutes, [100 * p["accuracy_ci"] for p in curve], marker=".", label=label)
     for t in results[0]["targets"]:
         ax.axhline(100 * float(t), color="gray", linestyle="--", linewidth=0.8)
