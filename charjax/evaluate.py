@@ -136,10 +136,13 @@ def evaluate_checkpoint(
 
 
 def _which_checkpoint(checkpoint, meta: dict) -> dict[str, Any]:
-    """The report keys naming the step read: `checkpoint_dir`, `step`, and `newer` when the
-    workdir holds a later checkpoint than the (best) one evaluated."""
+    """The report keys naming the step read: `checkpoint_dir`, `step`, `ema` (the decay) when
+    its model is a moving average of the weights, and `newer` when the workdir holds a later
+    checkpoint than the (best) one evaluated."""
     step_dir = Path(meta["loaded_from"])
     out: dict[str, Any] = {"checkpoint_dir": str(step_dir), "step": int(step_dir.name)}
+    if meta["config"].get("ema"):
+        out["ema"] = meta["config"]["ema"]
     latest = Path(checkpoint) / "checkpoints"
     steps = [int(p.name) for p in latest.iterdir() if p.name.isdigit()] if latest.is_dir() else []
     if steps and max(steps) > out["step"]:
@@ -161,7 +164,8 @@ def _within_charset(images, labels, allowed, charset: str):
 
 def describe(report: dict) -> str:
     """`evaluate_checkpoint`'s report as the lines `charjax eval` prints."""
-    lines = [f"checkpoint {report['checkpoint_dir']} (step {report['step']})"]
+    average = f", the weights' moving average, --ema {report['ema']}" if "ema" in report else ""
+    lines = [f"checkpoint {report['checkpoint_dir']} (step {report['step']}{average})"]
     if "newer" in report:
         lines[0] += f"; the later {report['newer']} is not evaluated: pass it as --checkpoint"
     lines.append(f"{report['data']}: {report['n']} images")

@@ -215,6 +215,22 @@ def test_the_moving_average_follows_the_weights_by_its_decay(glyph_cache):
     assert state.model_variables()["params"] is state.ema["params"]
 
 
+def test_a_run_with_ema_saves_and_evaluates_the_average(glyph_cache, tmp_path, capsys):
+    config = TrainConfig(arch="tiny", data=str(glyph_cache), image_size=16, batch_size=62,
+                         steps=6, lr=1e-2, augment=0.0, eval_every=3, ema=0.9)  # fmt: skip
+    summary = fit(config, tmp_path / "run", progress=False, echo=lambda s: None)
+    step_dir = tmp_path / "run" / "checkpoints" / "6"
+    with ocp.StandardCheckpointer() as checkpointer:
+        train = checkpointer.restore((step_dir / "train").absolute())
+    model, _ = load_for_inference(step_dir)
+    live, average = train["live"]["params"], model["params"]
+    assert jax.tree.structure(live) == jax.tree.structure(average)
+    assert any(jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.any(a != b)), live, average)))
+    assert summary["params_digest"] == parallel.replica_digest(live)  # the summary's: live
+    code, out, _ = run_cli(capsys, "eval", "--checkpoint", step_dir, "--data", glyph_cache)
+    assert code == 0 and "(step 6, the weights' moving average, --ema 0.9)" in out
+
+
 @pytest.mark.parametrize("decay", [-0.1, 1.0])
 def test_an_ema_decay_outside_zero_to_one_is_refused_in_one_line(decay, tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", "--ema", decay, "--workdir", tmp_path / "run")
