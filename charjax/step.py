@@ -143,10 +143,9 @@ def create_train_state(
             "params": params,
             "batch_stats": batch_stats,
             "opt_state": tx.init(params),
-            # Its own buffers (the step donates the state): the average starts at the init.
-            "ema": jax.tree.map(jnp.copy, {"params": params, "batch_stats": batch_stats})
-            if config.ema
-            else {},
+            # The average starts at the init. jit gives each output its own buffer, so the
+            # average shares none with the live weights (the step donates both).
+            "ema": {"params": params, "batch_stats": batch_stats} if config.ema else {},
         }
 
     # The non-partitionable threefry compiles 4-D kernel draws several times faster on CPU
