@@ -24,9 +24,9 @@ The same as charjax (`charjax.step`, `charjax.losses`, `charjax.fit`):
   case-insensitive top-1 (`charjax.labels.FOLD_TABLE`, as `charjax.losses.classification_hits`),
   plus a save of the state at each evaluation, as charjax saves a checkpoint there;
 - augmentation (`charjax.augment`, with the same `AugmentConfig` defaults, read from the
-  JAX-free `charjax.config`): the same distributions of
-  rotation, zoom, shear, translation, elastic field (the same coarse-lattice gaussian
-  smoothing), stroke dilation/erosion blended in, 3x3 gaussian blur with a random sigma, and
+  JAX-free `charjax.config`): the same distributions of rotation, zoom, shear,
+  translation, elastic field (the same coarse-lattice gaussian smoothing), stroke
+  dilation/erosion blended in, the ink's outline, 3x3 gaussian blur with a random sigma, and
   additive gaussian noise, composed in the same order; the warp is one bilinear resampling
   with zeros outside (`grid_sample`, align_corners=True: the same function as charjax's
   `map_coordinates`, checked by the test).
@@ -124,6 +124,12 @@ def gaussian_blur(images, sigma):
     return images
 
 
+def outline(images):
+    """What a 3x3 grey dilation adds to [B, 1, H, W]: the ink's outline, hollow inside, as
+    `charjax.augment._outline`."""
+    return (F.max_pool2d(images, 3, 1, 1) - images).clamp(0.0, 1.0)
+
+
 def augment(images, gen: torch.Generator, cfg: AugmentConfig = AUGMENT):
     """Random distortions of float [B, 1, H, W] in [0, 1], as `charjax.augment.augment_batch`
     with the same parameter distributions (see the module docstring)."""
@@ -165,6 +171,9 @@ def augment(images, gen: torch.Generator, cfg: AugmentConfig = AUGMENT):
         changed = sign * F.max_pool2d(sign * x, 3, 1, 1)
         changed = x + (0.5 + 0.5 * u[:, 7])[:, None, None, None] * (changed - x)
         x = torch.where((u[:, 5] < cfg.stroke * p)[:, None, None, None], changed, x)
+    if cfg.outline:
+        keep = torch.rand(b, generator=gen) < cfg.outline * p
+        x = torch.where(keep[:, None, None, None], outline(x), x)
     if cfg.blur:
         sigma = BLUR_SIGMA[0] + (BLUR_SIGMA[1] - BLUR_SIGMA[0]) * u[:, 9]
         x = torch.where((u[:, 8] < cfg.blur * p)[:, None, None, None], gaussian_blur(x, sigma), x)

@@ -105,6 +105,8 @@ def _sample(key, h: int, w: int, cfg: AugmentConfig) -> dict[str, jax.Array]:
         # before elastic distortion existed.
         field = elastic_field(jax.random.fold_in(key, 1), h, w, cfg.elastic_sigma)
         params["displace"] = field * (cfg.elastic * s * np.float32([h, w])[:, None, None])
+    if cfg.outline:  # the same, for what was drawn before outlines existed
+        params["outline"] = jax.random.uniform(jax.random.fold_in(key, 2)) < cfg.outline * p
     return params
 
 
@@ -156,6 +158,15 @@ def _max_filter(image):
     return image
 
 
+def _outline(image):
+    """The outline of the ink in image [H, W]: what a 3x3 grey dilation adds to it.
+
+    A ring one pixel wide just outside the ink, empty where the ink was: a hollow glyph whose
+    inside is the old strokes (a 2 px stroke becomes two thin lines 2 px apart).
+    """
+    return jnp.clip(_max_filter(image) - image, 0.0, 1.0)
+
+
 def _gaussian_blur(image, sigma):
     """3x3 gaussian blur of image [H, W] with a traced sigma; zero outside."""
     # Per axis the kernel is [g, 1, g] / (1 + 2g) with g = exp(-1 / (2 sigma^2)), which is
@@ -181,6 +192,8 @@ def _augment_one(params: dict[str, jax.Array], image, cfg: AugmentConfig):
         # thin fonts at 32x32.
         changed = image + params["stroke_amount"] * (changed - image)
         image = jnp.where(params["stroke"], changed, image)
+    if cfg.outline:  # after any thickening above, which widens the hollow
+        image = jnp.where(params["outline"], _outline(image), image)
     if cfg.blur:
         image = jnp.where(params["blur"], _gaussian_blur(image, params["blur_sigma"]), image)
     if cfg.noise:
@@ -195,8 +208,8 @@ def _augment_one(params: dict[str, jax.Array], image, cfg: AugmentConfig):
 def augment_batch(
     key: jax.Array, images: jax.Array, cfg: AugmentConfig = AugmentConfig()
 ) -> jax.Array:
-    """Randomly distorts a batch of character images: affine, elastic, stroke, blur, noise,
-    invert.
+    """Randomly distorts a batch of character images: affine, elastic, stroke, outline, blur,
+    noise, invert.
 
     Args:
       key: one PRNG key for the whole batch; each example gets its own split of it.

@@ -193,6 +193,9 @@ class AugmentConfig:
         the side. Large values bend whole strokes, small ones make local wiggles.
       stroke: probability of thickening (grey dilation) or thinning (grey erosion) the strokes,
         each half of the time, with a 3x3 window blended in by a random amount in [0.5, 1].
+      outline: probability of keeping only the outline of the ink (grey dilation minus the
+        image: a one-pixel line around where the ink was, which is now hollow), the way
+        outline fonts and bubble letters are drawn (MODEL_CARD.md has what it changed).
       blur: probability of a 3x3 gaussian blur with sigma uniform in [0.5, 1.2] pixels.
       noise: maximum standard deviation of additive gaussian noise.
       invert: probability of inverting the image (ink dark on bright). Zero by default because
@@ -207,6 +210,7 @@ class AugmentConfig:
     elastic: float = 0.025
     elastic_sigma: float = 0.12
     stroke: float = 0.5
+    outline: float = 0.1
     blur: float = 0.3
     noise: float = 0.05
     invert: float = 0.0
@@ -214,7 +218,7 @@ class AugmentConfig:
     def __post_init__(self):
         for name in ("strength", "rotate", "scale", "shear", "translate", "elastic", "noise"):
             check_range(f"augmentation {name}", getattr(self, name), 0)
-        for name in ("stroke", "blur", "invert"):
+        for name in ("stroke", "outline", "blur", "invert"):
             if not 0 <= getattr(self, name) <= 1:
                 raise CharjaxError(
                     f"augmentation {name} is a probability in [0, 1], got {getattr(self, name)}"

@@ -14,8 +14,8 @@ from charjax.errors import CharjaxError
 # Every effect switched off; tests switch on the one they look at. Each distinct config is a
 # separate compilation, so the tests share as few configs as they can.
 OFF = AugmentConfig(
-    rotate=0.0, scale=0.0, shear=0.0, translate=0.0, elastic=0.0, stroke=0.0, blur=0.0,
-    noise=0.0, invert=0.0,
+    rotate=0.0, scale=0.0, shear=0.0, translate=0.0, elastic=0.0, stroke=0.0, outline=0.0,
+    blur=0.0, noise=0.0, invert=0.0,
 )  # fmt: skip
 
 
@@ -125,6 +125,27 @@ def test_stroke_alone_dilates_or_erodes(glyphs):
     assert (delta > 0).any() and (delta < 0).any()
 
 
+def test_outline_alone_hollows_the_ink():
+    # A filled disc and a 2 px bar: what is left is a one-pixel ring around where the ink was,
+    # and nothing where it was.
+    images = np.zeros((2, 16, 16), np.float32)
+    rows, cols = np.mgrid[:16, :16]
+    images[0][(rows - 7.5) ** 2 + (cols - 7.5) ** 2 < 25] = 1.0
+    images[1, 3:13, 7:9] = 0.8
+    out = _augment(11, jnp.asarray(images[..., None]), _replace(OFF, outline=1.0))[..., 0]
+    expected = ndimage.grey_dilation(images, size=(1, 3, 3), mode="constant") - images
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    assert (out[images > 0] == 0).all() and (out[0] > 0).sum() > 20
+    # The bar became two thin lines, its two sides, with the hollow between them.
+    assert (out[1, 8, 6] > 0.7) and (out[1, 8, 9] > 0.7) and (out[1, 8, 7:9] == 0).all()
+    # At probability 0.5, some examples are outlined and the others left as they were.
+    many = jnp.asarray(np.repeat(images[:1, ..., None], 16, axis=0))
+    half = _augment(12, many, _replace(OFF, outline=0.5))[..., 0]
+    hollow = half[:, 7, 7] == 0
+    assert 0 < hollow.sum() < 16
+    np.testing.assert_array_equal(half[~hollow], np.repeat(images[:1], (~hollow).sum(), 0))
+
+
 def test_blur_alone_spreads_ink(glyphs):
     out = _augment(5, glyphs, _replace(OFF, blur=1.0))
     g = np.asarray(glyphs)
@@ -166,6 +187,8 @@ def test_warp_conventions():
 def test_invalid_config():
     with pytest.raises(CharjaxError, match="probability"):
         AugmentConfig(blur=1.5)
+    with pytest.raises(CharjaxError, match="outline is a probability"):
+        AugmentConfig(outline=-0.1)
     with pytest.raises(CharjaxError, match="rotate"):
         AugmentConfig(rotate=-1.0)
     with pytest.raises(CharjaxError, match="elastic_sigma"):

@@ -80,11 +80,14 @@ def test_augmentation_functions_match_charjax():
     t = lambda a: torch.from_numpy(a)
     ours = torch_train.warp(t(images)[:, None], t(inverse), t(shift), t(displace))[:, 0]
     blurred = torch_train.gaussian_blur(t(images)[:, None], t(sigma))[:, 0]
+    outlined = torch_train.outline(t(images)[:, None])[:, 0]
     for i in range(3):
         theirs = charjax_augment._warp(jnp.asarray(images[i]), inverse[i], shift[i], displace[i])
         np.testing.assert_allclose(ours[i].numpy(), np.asarray(theirs), atol=1e-5)
         theirs = charjax_augment._gaussian_blur(jnp.asarray(images[i]), sigma[i])
         np.testing.assert_allclose(blurred[i].numpy(), np.asarray(theirs), atol=1e-5)
+        theirs = charjax_augment._outline(jnp.asarray(images[i]))
+        np.testing.assert_allclose(outlined[i].numpy(), np.asarray(theirs), atol=1e-6)
     np.testing.assert_allclose(
         torch_train.smoothing(32, 3.84).numpy(), charjax_augment._smoothing(32, 3.84), atol=1e-6
     )
