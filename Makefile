@@ -74,7 +74,7 @@ define continue_run
 		--augment 1.5 --eval-every $(5) --no-progress
 endef
 .PHONY: pretrained
-pretrained: setup hand-fonts print-fonts more-hand-fonts school-fonts
+pretrained: setup hand-fonts print-fonts more-hand-fonts school-fonts outline-fonts
 	rm -rf $(PRETRAINED_WORK)
 	.venv/bin/charjax data fonts --out $(PRETRAINED_WORK)/fonts --variants 2 --stroke-variants 2 --no-progress
 	.venv/bin/charjax data fonts --out $(PRETRAINED_WORK)/hand $(PRETRAINED_HAND) \
@@ -87,6 +87,8 @@ pretrained: setup hand-fonts print-fonts more-hand-fonts school-fonts
 		--no-system-fonts --variants 2 --stroke-variants 14 --seed 5 --no-progress
 	.venv/bin/charjax data fonts --out $(PRETRAINED_WORK)/school --fonts $(SCHOOL_FONTS) \
 		--no-system-fonts --variants 2 --stroke-variants 6 --seed 6 --no-progress
+	.venv/bin/charjax data fonts --out $(PRETRAINED_WORK)/outline --fonts $(OUTLINE_FONTS) \
+		--no-system-fonts --variants 2 --seed 9 --no-progress
 	nice -n 5 .venv/bin/charjax train --arch resnet-small \
 		--data $(PRETRAINED_WORK)/fonts+$(PRETRAINED_WORK)/hand \
 		--workdir $(PRETRAINED_WORK)/run --steps $(PRETRAINED_STEPS) --augment 1.5 \
@@ -98,7 +100,8 @@ pretrained: setup hand-fonts print-fonts more-hand-fonts school-fonts
 	$(call continue_run,run-school,$(PRETRAINED_MIX5),run-shape,3000,1000)
 	$(PY) -m tools.drawn_set --out $(PRETRAINED_WORK)/drawn
 	$(PY) -m tools.bundle --run $(PRETRAINED_WORK)/run-shape --fonts $(PRETRAINED_WORK)/fonts \
-		--drawn $(PRETRAINED_WORK)/drawn --json $(PRETRAINED_WORK)/numbers.json
+		--drawn $(PRETRAINED_WORK)/drawn --outline $(PRETRAINED_WORK)/outline \
+		--json $(PRETRAINED_WORK)/numbers.json
 
 # Handwriting and cursive fonts for both bundled models, from the npm registry's @fontsource
 # packages (SIL Open Font License; latin subset, every weight): 27 joined or cursive scripts
@@ -173,6 +176,17 @@ PRINT_FONT_PACKAGES := orbitron michroma exo-2 saira saira-condensed rajdhani ch
 print-fonts: $(PRINT_FONTS)/.fetched
 $(PRINT_FONTS)/.fetched:
 	$(call fontsource,$(PRINT_FONTS),$(PRINT_FONT_PACKAGES))
+
+# Hollow letters, to measure the bundled model on (MODEL_CARD.md), never to train on: the six
+# @fontsource outline families whose faces pass the font checks (Bungee Outline is capitals
+# only), none of them a relative of a training font.
+OUTLINE_FONTS := build/outline-fonts
+OUTLINE_FONT_PACKAGES := kumar-one-outline londrina-outline londrina-shadow moirai-one \
+	rubik-doodle-shadow train-one
+.PHONY: outline-fonts
+outline-fonts: $(OUTLINE_FONTS)/.fetched
+$(OUTLINE_FONTS)/.fetched:
+	$(call fontsource,$(OUTLINE_FONTS),$(OUTLINE_FONT_PACKAGES))
 
 # $(call fontsource,DIR,PACKAGES): the latin upright faces, every weight, of the @fontsource
 # PACKAGES (npm pack: no install, no node_modules) into DIR.

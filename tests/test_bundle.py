@@ -1,12 +1,12 @@
 """tools/bundle.py's numbers: mistakes of shape apart from mistakes of case only, and held-out
-writers' digits restricted to digits."""
+writers' digits restricted to digits, and outline fonts scored on every split."""
 
 import numpy as np
 
 from charjax.data.handwriting import build_handwriting_dataset
 from charjax.labels import CLASSES, NUM_CLASSES
 from charjax.viz.report import confused_pairs
-from tools.bundle import case_only_errors, shape_confusions, writer_sets
+from tools.bundle import case_only_errors, outline_set, shape_confusions, writer_sets
 
 
 def _confusion(mistakes: dict[tuple[str, str], int], right: int = 10) -> np.ndarray:
@@ -57,3 +57,14 @@ def test_writer_sets_restrict_the_digits_answer_to_digits(tmp_path):
     assert digits["n"] == (labels < 10).sum() > 0
     assert digits["top1"] == 0.0 and digits["top1_restricted_to_digits"] == 1.0
     assert np.isclose(numbers["held-out writers"]["top1"], (labels >= 10).mean())
+
+
+def test_outline_set_scores_every_split(tmp_path):
+    # Outline faces are in no run's training data, so all of their images count, not only
+    # the test split's.
+    cache = build_handwriting_dataset(tmp_path / "hand", writers=10, workers=1)
+    labels = np.load(cache / "labels.npy")
+    assert len(set(np.load(cache / "splits.npy"))) == 3
+    numbers = outline_set(_ReadsDigitsAsLetters(labels), cache)["outline fonts"]
+    assert numbers["n"] == len(labels)
+    assert np.isclose(numbers["top1"], (labels >= 10).mean())

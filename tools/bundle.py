@@ -7,8 +7,8 @@
 package stays small) into `charjax/pretrained/<step>/`, where `charjax.predict.load()` finds
 it. `measure` computes the numbers of MODEL_CARD.md's table: held-out font families (plain and
 stroke-style renderings), the drawn-glyph set (`tools.drawn_set`), held-out synthetic
-writers (`charjax data handwriting`, with their digits also restricted to the 10 digits) and
-batch-1 latency. `--checkpoint RUN` measures a candidate run without exporting it.
+writers (`charjax data handwriting`, with their digits also restricted to the 10 digits),
+hollow outline fonts that no run trains on (`make outline-fonts`) and batch-1 latency. `--checkpoint RUN` measures a candidate run without exporting it.
 """
 
 import argparse
@@ -152,6 +152,15 @@ def writer_sets(predictor: Predictor, writers) -> dict[str, dict]:
     }
 
 
+def outline_set(predictor: Predictor, outline) -> dict[str, dict]:
+    """Accuracy on every image of a font cache of outline faces (`make outline-fonts`): hollow
+    letters, as outline fonts and bubble letters draw them, from families no run trains on."""
+    cache = load_cache(outline)
+    every = cache.indices("all")
+    probs = predictor.probabilities(np.asarray(cache.images[every]))
+    return {"outline fonts": _summary(probs, np.asarray(cache.labels[every]))}
+
+
 def latency_ms(predictor: Predictor, repeats: int = 300) -> dict[str, float]:
     """Median batch-1 times in ms: the jitted forward pass, and preprocess + forward."""
     image = np.zeros((400, 400), np.uint8)
@@ -172,7 +181,7 @@ def latency_ms(predictor: Predictor, repeats: int = 300) -> dict[str, float]:
     }
 
 
-def measure(checkpoint, fonts=None, drawn=None, writers=None) -> dict:
+def measure(checkpoint, fonts=None, drawn=None, writers=None, outline=None) -> dict:
     """The model card's numbers for `checkpoint` (see the module docstring)."""
     predictor = Predictor.load(checkpoint)
     out = {"checkpoint": str(checkpoint), "size_bytes": folder_size(find_checkpoint(checkpoint)[0])}
@@ -182,6 +191,8 @@ def measure(checkpoint, fonts=None, drawn=None, writers=None) -> dict:
         out.update(drawn_sets(predictor, drawn))
     if writers:
         out.update(writer_sets(predictor, writers))
+    if outline:
+        out.update(outline_set(predictor, outline))
     out["latency"] = latency_ms(predictor)
     return out
 
@@ -192,6 +203,7 @@ def main(argv=None) -> None:
     parser.add_argument("--fonts", help="the font cache the run trained on (its test split)")
     parser.add_argument("--drawn", help="the drawn-glyph folder (tools.drawn_set)")
     parser.add_argument("--writers", help="a synthetic handwriting cache (its test split)")
+    parser.add_argument("--outline", help="a font cache of outline faces (make outline-fonts)")
     parser.add_argument("--json", help="also write the numbers to this JSON file")
     parser.add_argument(
         "--checkpoint", help="measure this run or checkpoint instead of the bundled model"
@@ -199,7 +211,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.run:
         print(f"exported {args.run} to {export_run(args.run)}")
-    numbers = measure(args.checkpoint or PRETRAINED_DIR, args.fonts, args.drawn, args.writers)
+    numbers = measure(
+        args.checkpoint or PRETRAINED_DIR, args.fonts, args.drawn, args.writers, args.outline
+    )
     for name, r in numbers.items():
         if isinstance(r, dict) and "top1" in r:
             pairs = ", ".join(f"{t}->{p} {n}" for t, p, n in r["confused"][:5])
