@@ -8,7 +8,8 @@ package stays small) into `charjax/pretrained/<step>/`, where `charjax.predict.l
 it. `measure` computes the numbers of MODEL_CARD.md's table: held-out font families (plain and
 stroke-style renderings), the drawn-glyph set (`tools.drawn_set`), held-out synthetic
 writers (`charjax data handwriting`, with their digits also restricted to the 10 digits),
-hollow outline fonts that no run trains on (`make outline-fonts`) and batch-1 latency. `--checkpoint RUN` measures a candidate run without exporting it.
+hollow outline fonts that no run trains on (`make outline-fonts`) and batch-1 latency.
+`--checkpoint RUN` measures a candidate run without exporting it.
 """
 
 import argparse
