@@ -309,7 +309,8 @@ def train(config: TrainConfig, workdir: Path, threads: int) -> dict:
     write_json_atomic(workdir / "config.json", info)
     print(f"Training the torch twin of {config.arch} on {cache.path} for {total_steps} steps.")
     log = _Log(workdir / "metrics.jsonl", steps_per_epoch)
-    aug, val = dataclasses.replace(AUGMENT, strength=config.augment), None
+    aug = dataclasses.replace(AUGMENT, strength=config.augment, outline=config.outline)
+    val = None
     with BatchIterator(train_arrays, config.batch_size, seed=config.seed) as it:
         for step in range(1, total_steps + 1):
             batch = next(it)

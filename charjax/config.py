@@ -62,6 +62,10 @@ class TrainConfig:
         and checkpoints save it for predict, eval and fine-tuning. 0.999 averages over about
         the last thousand steps (fewer early on: see `charjax.step.ema_decay`).
       augment: strength of on-device augmentation (0 disables it).
+      outline: probability that augmentation hollows an image to its outline
+        (`AugmentConfig.outline`; with `augment` below 1, scaled by it like the other
+        effects). Off by default: it teaches outline fonts and bubble letters and costs the
+        handwriting-like sets a little (MODEL_CARD.md).
       seed: seeds init, data order, augmentation and dropout.
       eval_every: evaluate on the val split every N steps (0: only at the end).
       checkpoint_every: save the latest checkpoint every N steps (and always at the end).
@@ -91,6 +95,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     ema: float = 0.0
     augment: float = 1.0
+    outline: float = 0.0
     seed: int = 0
     eval_every: int = 500
     checkpoint_every: int = 500
@@ -118,6 +123,7 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
             (0 <= self.ema < 1, f"ema decay must be in [0, 1) (0: none), got {self.ema}"),
             (self.augment >= 0, f"augment strength must be >= 0, got {self.augment}"),
+            (0 <= self.outline <= 1, f"outline is a probability in [0, 1], got {self.outline}"),
             (
                 self.eval_every >= 0 and self.checkpoint_every >= 0,
                 "eval and checkpoint intervals must be >= 0 steps (0: at the end only), got "
@@ -195,7 +201,7 @@ class AugmentConfig:
         each half of the time, with a 3x3 window blended in by a random amount in [0.5, 1].
       outline: probability of keeping only the outline of the ink (grey dilation minus the
         image: a one-pixel line around where the ink was, which is now hollow), the way
-        outline fonts and bubble letters are drawn (MODEL_CARD.md has what it changed).
+        outline fonts and bubble letters are drawn. Off by default (`TrainConfig.outline`).
       blur: probability of a 3x3 gaussian blur with sigma uniform in [0.5, 1.2] pixels.
       noise: maximum standard deviation of additive gaussian noise.
       invert: probability of inverting the image (ink dark on bright). Zero by default because
@@ -210,7 +216,7 @@ class AugmentConfig:
     elastic: float = 0.025
     elastic_sigma: float = 0.12
     stroke: float = 0.5
-    outline: float = 0.1
+    outline: float = 0.0
     blur: float = 0.3
     noise: float = 0.05
     invert: float = 0.0

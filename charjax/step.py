@@ -233,7 +233,7 @@ def jit_train_step(config: TrainConfig, schedule: optax.Schedule, mesh: Mesh):
     step = functools.partial(
         train_step,
         schedule=schedule,
-        augment=AugmentConfig(strength=config.augment),
+        augment=AugmentConfig(strength=config.augment, outline=config.outline),
         objective=objective_for(config),
         frozen_stats=config.freeze == "backbone",
         ema=config.ema,

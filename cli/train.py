@@ -99,6 +99,15 @@ D = TrainConfig()  # defaults shown in --help come from the one config
     type=float,
     help="Augmentation strength (0 = none).",
 )
+@click.option(
+    "--outline",
+    default=D.outline,
+    show_default=True,
+    type=float,
+    metavar="P",
+    help="Hollow this share of the training images to their outline, so the model reads "
+    "outline fonts and bubble letters (0.1: one in ten); 0: none.",
+)
 @click.option("--seed", default=D.seed, show_default=True, type=int)
 @click.option(
     "--eval-every",

@@ -19,6 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import OPT_LEVEL
 
 from charjax import distributed
 from charjax.checkpoint import load_for_inference
@@ -44,7 +45,8 @@ def _env(devices: int, compile_cache: Path) -> dict[str, str]:
     }
     return env | {
         "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        # The tests' optimisation level too (conftest.py), which the device count replaces.
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices} {OPT_LEVEL}",
         # Compiling init/step/eval is most of a process's start-up; later processes with the
         # same topology load the executables instead (the runs themselves are unchanged).
         "JAX_COMPILATION_CACHE_DIR": str(compile_cache),

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import run_cli
+from conftest import OPT_LEVEL, run_cli
 
 from charjax import parallel
 from charjax.checkpoint import RunCheckpoints, load_for_inference
@@ -156,9 +156,8 @@ def device_comparisons(glyph_cache) -> dict[bool, str]:
             print(wrong, "DIFFER" if over else "OK", over, errors)
     """)
     # Two CPU devices on any machine (a GPU machine would otherwise give its one GPU).
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu"
-    )
+    flags = f"--xla_force_host_platform_device_count=2 {OPT_LEVEL}"
+    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
     )
@@ -231,12 +230,30 @@ def test_a_run_with_ema_saves_and_evaluates_the_average(glyph_cache, tmp_path, c
     assert code == 0 and "(step 6, the weights' moving average, --ema 0.9)" in out
 
 
-@pytest.mark.parametrize("decay", [-0.1, 1.0])
-def test_an_ema_decay_outside_zero_to_one_is_refused_in_one_line(decay, tmp_path, capsys):
-    code, _, err = run_cli(capsys, "train", "--ema", decay, "--workdir", tmp_path / "run")
-    assert code == 2 and "Traceback" not in err
-    assert f"ema decay must be in [0, 1) (0: none), got {decay}" in err
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--ema", -0.1, "ema decay must be in [0, 1) (0: none), got -0.1"),
+        ("--ema", 1.0, "ema decay must be in [0, 1) (0: none), got 1.0"),
+        ("--outline", 1.5, "outline is a probability in [0, 1], got 1.5"),
+    ],
+)
+def test_an_option_out_of_range_is_refused_in_one_line(option, value, message, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", option, value, "--workdir", tmp_path / "run")
+    assert code == 2 and "Traceback" not in err and message in err
     assert not (tmp_path / "run").exists()
+
+
+def test_outline_reaches_the_steps_augmentation(glyph_cache):
+    # The same state, batch and key; only the share of hollowed images differs.
+    mesh = parallel.make_mesh()
+    batch = parallel.put_batch(_batch(glyph_cache), mesh)
+    losses = []
+    for outline in (0.0, 1.0):
+        config = TrainConfig(arch="tiny", image_size=16, outline=outline)
+        state, step = _state_and_step(config, mesh)
+        losses.append(float(step(state, batch)[1]["loss"]))
+    assert losses[0] != losses[1]
 
 
 @pytest.mark.parametrize("ema", [0.0, 0.99])
