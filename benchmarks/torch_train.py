@@ -56,7 +56,7 @@ import torch.nn.functional as F
 import torch_models
 
 from charjax.atomic import write_json_atomic
-from charjax.config import BLUR_SIGMA, AugmentConfig, TrainConfig
+from charjax.config import BLUR_SIGMA, OUTLINE_INSIDE, AugmentConfig, TrainConfig
 from charjax.data.pipeline import BatchIterator
 from charjax.data.sources import resolve_data
 from charjax.labels import FOLD_TABLE
@@ -130,6 +130,13 @@ def outline(images):
     return (F.max_pool2d(images, 3, 1, 1) - images).clamp(0.0, 1.0)
 
 
+def has_inside(images):
+    """[B] whether each image's strokes are thick enough to hollow: `charjax.augment._has_inside`
+    (a 3x3 grey erosion keeps over a third of the ink)."""
+    eroded = -F.max_pool2d(-images, 3, 1, 1)
+    return eroded.sum((1, 2, 3)) > OUTLINE_INSIDE * images.sum((1, 2, 3))
+
+
 def augment(images, gen: torch.Generator, cfg: AugmentConfig = AUGMENT):
     """Random distortions of float [B, 1, H, W] in [0, 1], as `charjax.augment.augment_batch`
     with the same parameter distributions (see the module docstring)."""
@@ -172,7 +179,7 @@ def augment(images, gen: torch.Generator, cfg: AugmentConfig = AUGMENT):
         changed = x + (0.5 + 0.5 * u[:, 7])[:, None, None, None] * (changed - x)
         x = torch.where((u[:, 5] < cfg.stroke * p)[:, None, None, None], changed, x)
     if cfg.outline:
-        keep = torch.rand(b, generator=gen) < cfg.outline * p
+        keep = (torch.rand(b, generator=gen) < cfg.outline * p) & has_inside(x)
         x = torch.where(keep[:, None, None, None], outline(x), x)
     if cfg.blur:
         sigma = BLUR_SIGMA[0] + (BLUR_SIGMA[1] - BLUR_SIGMA[0]) * u[:, 9]

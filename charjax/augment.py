@@ -27,7 +27,7 @@ import numpy as np
 
 # The config is JAX-free (benchmarks' torch twin reads it without importing JAX); this module
 # is where it is used.
-from charjax.config import BLUR_SIGMA, AugmentConfig
+from charjax.config import BLUR_SIGMA, OUTLINE_INSIDE, AugmentConfig
 
 # One uniform draw per random parameter of an example. Drawing them all at once keeps the
 # compiled graph small (every random call is its own loop on CPU), and a fixed position per
@@ -167,6 +167,13 @@ def _outline(image):
     return jnp.clip(_max_filter(image) - image, 0.0, 1.0)
 
 
+def _has_inside(image):
+    """Whether the strokes of image [H, W] are thick enough to hollow: a 3x3 grey erosion
+    keeps over a third of the ink. Outline fonts outline bold designs; the outline of a 1-2 px
+    stroke is a double line that no font or hand draws."""
+    return (-_max_filter(-image)).sum() > OUTLINE_INSIDE * image.sum()
+
+
 def _gaussian_blur(image, sigma):
     """3x3 gaussian blur of image [H, W] with a traced sigma; zero outside."""
     # Per axis the kernel is [g, 1, g] / (1 + 2g) with g = exp(-1 / (2 sigma^2)), which is
@@ -193,7 +200,8 @@ def _augment_one(params: dict[str, jax.Array], image, cfg: AugmentConfig):
         changed = image + params["stroke_amount"] * (changed - image)
         image = jnp.where(params["stroke"], changed, image)
     if cfg.outline:  # after any thickening above, which widens the hollow
-        image = jnp.where(params["outline"], _outline(image), image)
+        hollow = params["outline"] & _has_inside(image)
+        image = jnp.where(hollow, _outline(image), image)
     if cfg.blur:
         image = jnp.where(params["blur"], _gaussian_blur(image, params["blur_sigma"]), image)
     if cfg.noise:

@@ -91,5 +91,11 @@ def test_augmentation_functions_match_charjax():
     np.testing.assert_allclose(
         torch_train.smoothing(32, 3.84).numpy(), charjax_augment._smoothing(32, 3.84), atol=1e-6
     )
+    # Which glyphs are thick enough to hollow: a filled square is, a 1 px frame is not.
+    shapes = np.zeros((2, 20, 20), np.float32)
+    shapes[0, 5:15, 5:15] = 1.0
+    shapes[1, 5:15, 5:15], shapes[1, 6:14, 6:14] = 1.0, 0.0
+    theirs = [bool(charjax_augment._has_inside(jnp.asarray(s))) for s in shapes]
+    assert torch_train.has_inside(t(shapes)[:, None]).tolist() == theirs == [True, False]
     out = torch_train.augment(t(images)[:, None], torch.Generator().manual_seed(0))
     assert out.shape == (3, 1, 20, 20) and out.min() >= 0 and out.max() <= 1
