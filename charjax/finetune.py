@@ -216,7 +216,9 @@ def validation_arrays(config: TrainConfig, say) -> dict[str, np.ndarray]:
     own = [a for a in own if len(a["label"])]
     if own:
         val = _concat(own)
-        say(f"Validating on {len(val['label'])} held-back images of your own.")
+        folders = yours == ("folder",)
+        which = "held-back images of your own" if folders else "val images of your prepared data"
+        say(f"Validating on {len(val['label'])} {which}.")
         return val
     replay = [c.arrays("val") for p, c in caches if p.kind not in yours]
     replay = [a for a in replay if len(a["label"])]

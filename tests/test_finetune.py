@@ -221,6 +221,14 @@ def test_small_folder_gets_a_replay_and_says_how_it_validates(
     assert summary["val"]["n"] == (4 if per_class == 3 else 31)  # glyph_cache val: 31
 
 
+def test_prepared_data_validates_on_its_val_split_and_says_so(glyph_cache):
+    said = []
+    config = TrainConfig(data=str(glyph_cache), image_size=16, init_from="pretrained")
+    val = finetune.validation_arrays(config, said.append)
+    assert said == ["Validating on 31 val images of your prepared data."]
+    assert len(val["label"]) == 31
+
+
 def test_the_replay_keeps_a_nocase_mark(tiny_run, glyph_cache, tmp_path, monkeypatch):
     monkeypatch.setattr(
         finetune, "FINETUNE", dataclasses.replace(FINETUNE, replay=str(glyph_cache))
