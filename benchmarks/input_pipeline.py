@@ -5,9 +5,9 @@ Stages, each timed alone (images/s; interleaved rounds as everywhere in benchmar
 - "iterator": `BatchIterator` batches on the host (permutation, gather, uint8), no transfer;
 - "iterator + transfer": the same with `put` placing each batch on the device mesh, as fit does;
 - "augment": the jitted on-device augmentation of a device batch (all distortions), and
-  "augment, no noise", "augment, no elastic" and "augment, no outline" (the same config
-  without additive noise, the elastic displacement or the outline effect, to show their
-  shares);
+  "augment, no noise" and "augment, no elastic" (the same config without additive noise or
+  without the elastic displacement, to show their shares), and "augment, + outline" (with
+  `--outline 0.1`'s hollowed glyphs, off by default);
 - "train step": `charjax.step`'s jitted step on a fixed device batch (augmentation, forward,
   backward, AdamW, metrics).
 Then "loop": the step fed by the iterator for --loop-steps steps, as `fit` runs it, reporting
@@ -97,14 +97,15 @@ def contenders(arch, size, batch, arrays, mesh, strength=1.0):
         Contender("iterator + transfer", group, _Stream(arrays, batch, put).run, batch),
     ]
     if strength:  # at 0 the augment stages would time an identity
-        # The whole config, then without each of its costlier effects, to show their shares.
-        for label, off in (
+        # The default config, then without each of its costlier effects and with the optional
+        # outlines (`train --outline 0.1`), to show their shares.
+        for label, change in (
             ("", {}),
             (", no noise", {"noise": 0.0}),
             (", no elastic", {"elastic": 0.0}),
-            (", no outline", {"outline": 0.0}),
+            (", + outline", {"outline": 0.1}),
         ):
-            cfg = AugmentConfig(strength=strength, **off)
+            cfg = AugmentConfig(strength=strength, **change)
             out.append(Contender("augment" + label, group, augment(cfg), batch))
     out.append(Contender("train step", group, train, batch))
     return out, (state, step, put)

@@ -201,7 +201,8 @@ class AugmentConfig:
         each half of the time, with a 3x3 window blended in by a random amount in [0.5, 1].
       outline: probability of keeping only the outline of the ink (grey dilation minus the
         image: a one-pixel line around where the ink was, which is now hollow), the way
-        outline fonts and bubble letters are drawn. Off by default (`TrainConfig.outline`).
+        outline fonts and bubble letters are drawn; glyphs too thin to have an inside
+        (`OUTLINE_INSIDE`) stay filled. Off by default (`TrainConfig.outline`).
       blur: probability of a 3x3 gaussian blur with sigma uniform in [0.5, 1.2] pixels.
       noise: maximum standard deviation of additive gaussian noise.
       invert: probability of inverting the image (ink dark on bright). Zero by default because
