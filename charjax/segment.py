@@ -1,6 +1,7 @@
 """Finding the glyphs of a text image: ink, lines, glyph groups and where a group may be cut.
 
-    ink = text_ink(image)                    # charjax.preprocess's ink detection, [H, W] in 0-1
+    ink = text_ink(image)                    # charjax.preprocess's ink detection, [H, W] in 0-1,
+                                             # ruled lines taken out
     for top, bottom in find_lines(ink > t):  # bands of rows, by horizontal projection
         groups = find_groups(ink, mask, top, bottom)   # connected components, dots joined
 
@@ -85,7 +86,48 @@ def text_ink(image, polarity: str = "auto", max_side: int = SegmentConfig.max_si
     if scale > 1:
         size = (round(grey.shape[1] / scale), round(grey.shape[0] / scale))
         grey = np.asarray(Image.fromarray(grey).resize(size, Image.Resampling.BOX))
-    return despeckle(ink_map(grey, polarity, even_light=True), threshold), max(scale, 1.0)
+    ink = despeckle(ink_map(grey, polarity, even_light=True), threshold)
+    return without_rules(ink), max(scale, 1.0)
+
+
+# A rule is ink running along rows for at least this share of the image's width, in a band
+# at most `RULE_THICK` of the image's height thick unless the image is a line (twice as wide as
+# high or more): the bar of a T cropped tight spans the image too, but is thicker than that.
+RULE_SPAN, RULE_THICK = 0.95, 0.02
+
+
+def without_rules(ink: np.ndarray) -> np.ndarray:
+    """`ink` [H, W] with ruled lines taken out: ink that runs along rows from edge to edge, as
+    a notebook's lines, a form's baseline or an underline do (`RULE_SPAN`, `RULE_THICK`).
+    A stroke that crosses a rule keeps its ink there; a glyph sitting on one loses the rows
+    it shares with it.
+    """
+    h, w = ink.shape
+    span = max(2, int(RULE_SPAN * w))
+    rows = np.flatnonzero((ink > 0).sum(axis=1) >= span)  # only these can hold such a run
+    if rows.size == 0:
+        return ink
+    # A grey opening along rows: the ink of runs at least `span` long, and nothing else.
+    rule = np.zeros_like(ink)
+    rule[rows] = ndimage.maximum_filter1d(
+        ndimage.minimum_filter1d(ink[rows], span, axis=1), span, axis=1
+    )
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], rule.max(axis=1) > 0, [0]]).astype(int)))
+    bands = [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=True)
+             if w >= 2 * h or b - a <= RULE_THICK * h]  # fmt: skip
+    out = ink.copy()
+    for a, b in bands:
+        out[a:b] -= rule[a:b]
+        # A stroke crossing the rule is bridged: a vertical closing twice as tall as the rule
+        # fills its rows where the stroke has ink both above and below them.
+        top, bottom = max(0, 2 * a - b), min(h, 2 * b - a)
+        near = out[top:bottom]
+        reach = 2 * (b - a) + 1
+        closed = ndimage.minimum_filter1d(
+            ndimage.maximum_filter1d(near, reach, axis=0), reach, axis=0
+        )
+        out[a:b] = np.maximum(out[a:b], closed[a - top : b - top] * (rule[a:b] > 0))
+    return out
 
 
 def find_lines(mask: np.ndarray) -> list[tuple[int, int]]:

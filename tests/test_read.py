@@ -19,7 +19,7 @@ from charjax.read_context import (
     glyph_scores,
     word_breaks,
 )
-from charjax.segment import find_groups, find_lines, text_ink
+from charjax.segment import find_groups, find_lines, text_ink, without_rules
 
 SANS = line_face("DejaVuSans.ttf", "DejaVu Sans")
 SERIF = line_face("DejaVuSerif.ttf", "DejaVu Serif")
@@ -104,6 +104,33 @@ def test_despeckle_drops_lone_noisy_pixels_and_keeps_strokes_with_their_faint_ed
     expected = ink.copy()
     expected[2, 25] = expected[17, 3] = expected[18, 26] = 0.0
     np.testing.assert_array_equal(clean, expected)
+
+
+def test_ruled_lines_are_taken_out_and_strokes_that_cross_them_kept():
+    ink = np.zeros((30, 90), np.float32)
+    ink[8:26, 20:23] = 1.0  # a stroke crossing the rule
+    ink[12:20, 50:70] = 1.0  # a glyph's body above the rule, sitting on it
+    ink[20:22, :] = 0.8  # the rule, edge to edge
+    out = without_rules(ink)
+    assert (out[20:22, :20] == 0).all() and (out[20:22, 23:] == 0).all()
+    np.testing.assert_array_equal(out[8:26, 20:23], 1.0)  # bridged where it crosses
+    np.testing.assert_array_equal(out[12:20, 50:70], 1.0)
+    # No rule, nothing changes; nor does a T's bar in a tight crop (a thick band in a
+    # square image), though it spans the image as a rule does.
+    np.testing.assert_array_equal(without_rules(ink[:20]), ink[:20])
+    tee = np.zeros((40, 40), np.float32)
+    tee[:5, :], tee[:, 18:22] = 1.0, 1.0
+    np.testing.assert_array_equal(without_rules(tee), tee)
+
+
+def test_a_line_written_on_a_ruled_line_reads_as_without_it(reader):
+    # A notebook's rule under the writing, edge to edge, crossed by the descenders of y and g:
+    # left in, it joined the glyphs into one piece of ink ("rwlgsox en 2024 ...").
+    text = "Oxygen 2024 valve KX42B"
+    line = np.pad(render_print(text, SANS, 40), ((4, 10), (8, 8)), constant_values=255)
+    base = int(np.percentile(np.flatnonzero((line < 128).any(axis=1)), 80))  # the baseline
+    line[base + 4 : base + 6, :] = 110
+    assert _cer(reader.read(line).text, text) <= 1 / len(text)
 
 
 def test_touching_glyphs_are_split_by_the_cut_search(reader):
