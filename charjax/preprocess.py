@@ -167,6 +167,8 @@ def _border_level(grey: np.ndarray) -> tuple[float, float]:
     strips = (grey[:ring], grey[-ring:], grey[:, :ring].T, grey[:, -ring:].T)  # [ring, side]
     background = float(np.median(np.concatenate([s.ravel() for s in strips])))
     steps = np.concatenate([np.diff(s, axis=1).ravel() for s in strips])
+    if steps.size == 0:  # an image one pixel wide or high: no neighbours to compare
+        return background, 0.0
     return background, 1.4826 * float(np.median(np.abs(steps))) / math.sqrt(2)
 
 
