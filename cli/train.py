@@ -255,6 +255,7 @@ def train(
       charjax train --init-from pretrained --data folder:my_samples --workdir runs/mine
       charjax train --data fonts:0.7+handwriting:0.3:nocase --workdir runs/mix
       charjax train --steps 3000 --ema 0.999 --workdir runs/ema
+      charjax train --outline 0.1 --workdir runs/outline
 
     Running the same command again on the same --workdir resumes from the latest checkpoint;
     Ctrl-C saves a checkpoint first. To train on several machines, run it on each with
