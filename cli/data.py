@@ -393,6 +393,13 @@ def chars74k(out, subsets, download_to, yes, progress, **options):
     help="On the sheet, show each sample after training augmentation beside it.",
 )
 @click.option(
+    "--outline",
+    default=0.0,
+    type=click.FloatRange(0, 1),
+    metavar="P",
+    help="With --augmented: hollow this share of the samples, as `train --outline P` does.",
+)
+@click.option(
     "--per-class",
     default=4,
     show_default=True,
@@ -413,23 +420,31 @@ def chars74k(out, subsets, download_to, yes, progress, **options):
     type=int,
     help="Chooses the samples (and the augmentation).",
 )
-def info(dataset, sheet, augmented, per_class, split, seed):
+def info(dataset, sheet, augmented, outline, per_class, split, seed):
     """Show what a prepared dataset holds; optionally draw a contact sheet.
 
     \b
     Example:
       charjax data info data/fonts
       charjax data info data/fonts --sheet fonts.png --augmented --per-class 6
+      charjax data info data/fonts --sheet hollow.png --augmented --outline 0.5
     """
     if augmented and not sheet:
         raise click.UsageError("--augmented draws on the contact sheet; add --sheet FILE.png")
+    if outline and not augmented:
+        raise click.UsageError("--outline hollows augmented samples; add --augmented")
     if sheet and Path(sheet).suffix.lower() != ".png":
         raise CharjaxError(f"--sheet {sheet}: the contact sheet is a PNG; name it *.png")
     cache = load_cache(dataset)
     click.echo(describe(cache))
     if sheet:
         image = contact_sheet(
-            cache, per_class=per_class, split=split, augmented=augmented, seed=seed
+            cache,
+            per_class=per_class,
+            split=split,
+            augmented=augmented,
+            outline=outline,
+            seed=seed,
         )
         written = save_png(image, sheet)
         click.echo(f"sheet       {written} ({image.width}x{image.height})")

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import DEJAVU, needs_dejavu
 from PIL import Image, ImageDraw
@@ -89,6 +90,12 @@ def test_info_augmented_sheet(font_cache, tmp_path, capsys):
     assert code == 0
     with Image.open(plain) as p, Image.open(augmented) as a:
         assert a.width > p.width * 1.5 and a.height == p.height  # side by side
+    # With every sample hollowed, as `train --outline 1` would: the same sheet, other pixels.
+    hollow = tmp_path / "hollow.png"
+    args = ("--sheet", hollow, "--augmented", "--outline", 1, "--per-class", 1)
+    assert _run(capsys, "data", "info", font_cache, *args)[0] == 0
+    with Image.open(augmented) as a, Image.open(hollow) as h:
+        assert a.size == h.size and np.asarray(a).tobytes() != np.asarray(h).tobytes()
 
 
 def test_folder_command(tmp_path, capsys):
@@ -133,6 +140,7 @@ def test_folder_command(tmp_path, capsys):
         (["data", "fonts", "--out", "{tmp}"], ["not a charjax dataset", "refusing"]),
         (["data", "info", "{tmp}"], ["not a complete charjax dataset"]),
         (["data", "info", "{tmp}", "--augmented"], ["--sheet"]),
+        (["data", "info", "{tmp}", "--sheet", "{tmp}/s.png", "--outline", "0.5"], ["--augmented"]),
         (["data", "info", "{tmp}", "--sheet", "{tmp}/s.jpg"], ["PNG"]),
         (["data", "folder", "{tmp}", "--out", "{tmp}/x", "--val-fraction", "1"], ["fraction"]),
     ],

@@ -34,19 +34,26 @@ def _pick(cache: Cache, split: str, per_class: int, seed: int) -> list[np.ndarra
     return picks
 
 
-def _augment(images: np.ndarray, seed: int) -> np.ndarray:
+def _augment(images: np.ndarray, seed: int, outline: float) -> np.ndarray:
     # Imported here: JAX takes about a second to load and only --augmented needs it.
     import jax  # noqa: PLC0415
 
     from charjax.augment import AugmentConfig, augment_batch  # noqa: PLC0415
 
     x = model_input(images)
-    y = np.asarray(augment_batch(jax.random.PRNGKey(seed), x, AugmentConfig()))
+    cfg = AugmentConfig(outline=outline)  # charjax train's defaults, and its --outline
+    y = np.asarray(augment_batch(jax.random.PRNGKey(seed), x, cfg))
     return np.clip(np.rint(y[..., 0] * 255.0), 0, 255).astype(np.uint8)
 
 
 def contact_sheet(
-    cache: Cache, *, per_class: int = 4, split: str = "all", augmented: bool = False, seed=0
+    cache: Cache,
+    *,
+    per_class: int = 4,
+    split: str = "all",
+    augmented: bool = False,
+    outline: float = 0.0,
+    seed=0,
 ) -> Image.Image:
     """A grid of samples: one block per class, labelled with its character.
 
@@ -55,6 +62,7 @@ def contact_sheet(
       per_class: samples per class (fewer when a class has fewer).
       split: "train", "val", "test" or "all".
       augmented: put each sample's augmented version (charjax.augment defaults) beside it.
+      outline: with `augmented`, the share of samples hollowed, as `charjax train --outline`.
       seed: chooses the samples and the augmentation.
 
     Returns:
@@ -65,7 +73,7 @@ def contact_sheet(
     images = np.asarray(cache.images[flat]) if flat.size else np.zeros((0, 1, 1), np.uint8)
     shown = [images]
     if augmented and flat.size:
-        shown.append(_augment(images, seed))
+        shown.append(_augment(images, seed, outline))
     cell = cache.image_size * max(1, round(64 / cache.image_size))
     block = (len(shown) * cell + (len(shown) - 1) * _GAP, _LABEL_H + per_class * (cell + _GAP))
     font = label_font(14)
