@@ -90,6 +90,12 @@ def text_ink(image, polarity: str = "auto", max_side: int = SegmentConfig.max_si
     return without_rules(ink), max(scale, 1.0)
 
 
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """The runs of True in a 1-D bool array, as half-open (start, end) pairs, in order."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
 # A rule is ink running along rows for at least this share of the image's width, in a band
 # at most `RULE_THICK` of the image's height thick unless the image is a line (twice as wide as
 # high or more): the bar of a T cropped tight spans the image too, but is thicker than that.
@@ -112,9 +118,9 @@ def without_rules(ink: np.ndarray) -> np.ndarray:
     rule[rows] = ndimage.maximum_filter1d(
         ndimage.minimum_filter1d(ink[rows], span, axis=1), span, axis=1
     )
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], rule.max(axis=1) > 0, [0]]).astype(int)))
-    bands = [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=True)
-             if w >= 2 * h or b - a <= RULE_THICK * h]  # fmt: skip
+    bands = [
+        (a, b) for a, b in _runs(rule.max(axis=1) > 0) if w >= 2 * h or b - a <= RULE_THICK * h
+    ]
     out = ink.copy()
     for a, b in bands:
         out[a:b] -= rule[a:b]
@@ -135,9 +141,7 @@ def find_lines(mask: np.ndarray) -> list[tuple[int, int]]:
 
     A thin band close to a taller one (a line of i-dots and accents above lowercase) joins it.
     """
-    rows = mask.any(axis=1)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], rows.astype(np.int8), [0]])))
-    bands = [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    bands = [[a, b] for a, b in _runs(mask.any(axis=1))]
     merged = True
     while merged and len(bands) > 1:
         merged = False
@@ -238,9 +242,8 @@ def cut_columns(mask: np.ndarray, x0: int, ref: float, config: SegmentConfig) ->
     thin = counts <= config.thin_cut * stroke_width(mask)
     thin[: int(min_gap)] = False
     thin[w - int(min_gap) :] = False
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], thin.astype(np.int8), [0]])))
     cuts: list[int] = []
-    for a, b in zip(edges[::2], edges[1::2], strict=True):
+    for a, b in _runs(thin):
         c = a + int(np.argmin(counts[a:b]))
         if not cuts or c - cuts[-1] >= min_gap:
             cuts.append(c)
